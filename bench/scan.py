@@ -1,0 +1,102 @@
+"""End-to-end screening speed of the shipped scorers, against the lexicon-only scorer.
+
+    .venv/bin/python bench/scan.py [--n 5000] [--threads 2]
+
+Texts are the hand-written posts of the test split (`datasets/build/test.jsonl`,
+``source == "seed"``: median 38 characters, like the dev set's 36), cycled to ``--n``;
+``--all-sources`` adds the long news passages of the real corpora. For each shipped model the run measures
+- ``jingwang scan``'s work in-process: `Screener.screen` over batches of 64 (what the
+  command does per batch, without file I/O), in texts/s, after a warm-up;
+- single-text latency: ``screen([text])`` one at a time over 300 texts, p50 and p95.
+Ratios are against the lexicon-only scorer measured in the same run. Writes
+bench/results/scan.json. Targets (issue 3): the default model >= 500 texts/s, p50 <= 15 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from models.scorer import Screener  # noqa: E402
+from training.dataset import load_jsonl  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "scan.json"
+MODELS = ("lexicon", "baseline", "bert", "default")
+
+
+def measure(model: str, texts: list[str], batch_size: int = 64) -> dict[str, float]:
+    screener = Screener.load(model)
+    screener.screen(texts[:batch_size])  # warm-up: tables, sessions, jieba
+    started = time.perf_counter()
+    for offset in range(0, len(texts), batch_size):
+        screener.screen(texts[offset : offset + batch_size])
+    throughput = len(texts) / (time.perf_counter() - started)
+    latencies = []
+    for text in texts[:300]:
+        t0 = time.perf_counter()
+        screener.screen([text])
+        latencies.append((time.perf_counter() - t0) * 1000)
+    return {
+        "texts_per_s": round(throughput, 1),
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p95_ms": round(statistics.quantiles(latencies, n=20)[18], 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
+    parser.add_argument("--texts", type=Path, default=ROOT / "datasets" / "build" / "test.jsonl")
+    parser.add_argument("--all-sources", action="store_true", help="include corpus passages")
+    args = parser.parse_args()
+    os.environ.setdefault("JINGWANG_THREADS", str(args.threads))
+    rows = [
+        row["text"] for row in load_jsonl(args.texts) if args.all_sources or row.get("source") == "seed"
+    ]
+    texts = [rows[i % len(rows)] for i in range(args.n)]
+    results = {model: measure(model, texts) for model in MODELS}
+    base = results["lexicon"]["texts_per_s"]
+    for result in results.values():
+        result["ratio_vs_lexicon"] = round(result["texts_per_s"] / base, 3)
+
+    table = Table(title=f"screening {args.n} texts ({args.texts.name}), batch 64")
+    for column in ("model", "texts/s", "vs lexicon", "p50 ms", "p95 ms"):
+        table.add_column(column, justify="right")
+    for model, r in results.items():
+        table.add_row(model, f"{r['texts_per_s']:.0f}", f"{r['ratio_vs_lexicon']:.3f}", f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}")
+    Console().print(table)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "texts": args.n,
+                "source": str(args.texts.relative_to(ROOT)),
+                "threads": args.threads,
+                "cpu_count": os.cpu_count(),
+                "load_average": os.getloadavg()[0],
+                "machine": platform.machine(),
+                "results": results,
+                "targets": {"default_texts_per_s": 500, "default_p50_ms": 15},
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+
+
+if __name__ == "__main__":
+    main()

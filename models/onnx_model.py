@@ -1,0 +1,113 @@
+"""The ONNX backend of the scorer: a fine-tuned BERT classifier run by onnxruntime.
+
+Only `onnxruntime` and `tokenizers` are imported here (no torch, no transformers), so the
+scanning path stays light. The artifact folder (written by `training.export`) holds the
+graph (``model_file``), a `tokenizers` ``tokenizer.json`` and ``artifact.json`` with
+``max_length`` and ``pad_token_id``. The graph takes ``input_ids`` and ``attention_mask``
+(int64, batch x sequence, both axes dynamic) and returns per-label ``logits``.
+
+Texts are sorted by token length and cut into batches padded to their own longest text:
+posts are short and uneven, and padding everything to `max_length` would waste most of the
+compute.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.errors import ArtifactError
+
+DEFAULT_BATCH_SIZE = 32
+THREADS_ENV = "JINGWANG_THREADS"
+
+
+class OnnxClassifier:
+    """Per-label sigmoid probabilities from an exported classifier graph."""
+
+    def __init__(self, session: Any, tokenizer: Any, *, pad_id: int, max_length: int,
+                 num_labels: int, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        self.session = session
+        self.tokenizer = tokenizer
+        self.pad_id = pad_id
+        self.max_length = max_length
+        self.num_labels = num_labels
+        self.batch_size = batch_size
+        self._input_names = {i.name for i in session.get_inputs()}
+
+    @classmethod
+    def load(cls, directory: str | Path, info: dict[str, Any], *, threads: int | None = None,
+             batch_size: int = DEFAULT_BATCH_SIZE) -> OnnxClassifier:
+        """Open the graph and tokenizer named in `info` (the folder's artifact.json).
+
+        `threads` sets onnxruntime's intra-op threads (default: $JINGWANG_THREADS, else
+        onnxruntime's own choice). Raises `ArtifactError` naming what is missing.
+        """
+        directory = Path(directory)
+        missing = [k for k in ("model_file", "tokenizer", "max_length", "labels") if k not in info]
+        if missing:
+            raise ArtifactError(f"artifact.json lacks {', '.join(missing)} (needed by the onnx backend)", path=directory)
+        for key in ("model_file", "tokenizer"):
+            if not (directory / info[key]).is_file():
+                raise ArtifactError(f"{key} {info[key]!r} is missing from the folder", path=directory)
+        try:
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+        except ImportError as exc:  # pragma: no cover - both are core dependencies
+            raise ImportError(f"the onnx backend needs onnxruntime and tokenizers ({exc})") from exc
+
+        tokenizer = Tokenizer.from_file(str(directory / info["tokenizer"]))
+        max_length = int(info["max_length"])
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length)
+        pad_id = info.get("pad_token_id")
+        if pad_id is None:
+            pad_id = next((tokenizer.token_to_id(t) for t in ("<pad>", "[PAD]") if tokenizer.token_to_id(t) is not None), 0)
+
+        options = ort.SessionOptions()
+        threads = threads or int(os.environ.get(THREADS_ENV, "0") or 0)
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            session = ort.InferenceSession(
+                str(directory / info["model_file"]), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+            raise ArtifactError(f"cannot open {info['model_file']}: {exc}", path=directory) from None
+        names = {i.name for i in session.get_inputs()}
+        if not {"input_ids", "attention_mask"} <= names:
+            raise ArtifactError(f"graph inputs {sorted(names)} lack input_ids/attention_mask", path=directory)
+        return cls(session, tokenizer, pad_id=int(pad_id), max_length=max_length,
+                   num_labels=len(info["labels"]), batch_size=batch_size)
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        """Raw logits, shape (len(texts), num_labels), rows in input order."""
+        out = np.zeros((len(texts), self.num_labels), dtype=np.float32)
+        if not texts:
+            return out
+        encodings = self.tokenizer.encode_batch(list(texts))
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            width = max(len(encodings[i].ids) for i in index)
+            input_ids = np.full((len(index), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(index), width), dtype=np.int64)
+            for row, i in enumerate(index):
+                ids = encodings[i].ids
+                input_ids[row, : len(ids)] = ids
+                mask[row, : len(ids)] = 1
+            feed = {"input_ids": input_ids, "attention_mask": mask}
+            if "token_type_ids" in self._input_names:
+                feed["token_type_ids"] = np.zeros_like(input_ids)
+            out[index] = self.session.run(["logits"], feed)[0]
+        return out
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """Sigmoid probabilities, shape (len(texts), num_labels), for normalised texts."""
+        logits = self.logits(texts)
+        return 1.0 / (1.0 + np.exp(-logits))

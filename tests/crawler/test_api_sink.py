@@ -1,0 +1,202 @@
+"""The API sink: into a real jingwang service's review queue, and through failures.
+
+The real service runs in this test process (uvicorn in a thread, SQLite in tmp_path); the
+crawl is a subprocess that submits to it. Failure modes use a small fake endpoint, since
+the real service does not fail on demand.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+from tests.crawler.conftest import read_feed, run_crawl
+from tests.crawler.site import pages
+from tests.crawler.site.mock_site import MockSite
+
+ADMIN_KEY = "jw_test_admin_key_for_crawler_tests_000"
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A real screening service on a free loopback port, with platform and reviewer keys."""
+    serve_main = pytest.importorskip("serve.main")
+    import uvicorn
+
+    from serve.config import Settings
+
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'service.db'}",
+        model="lexicon",
+        bootstrap_admin_key=ADMIN_KEY,
+        worker_enabled=False,
+    )
+    app = serve_main.create_app(settings, start_worker=False)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "service did not start"
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    admin = {"X-API-Key": ADMIN_KEY}
+    keys = {}
+    for role, tenant in (("platform", "cyberpolice"), ("reviewer", None)):
+        body = {"name": f"crawler-test-{role}", "role": role, "tenant": tenant}
+        response = httpx.post(f"{base}/v1/admin/keys", json=body, headers=admin, timeout=30)
+        assert response.status_code == 201, response.text
+        keys[role] = response.json()["key"]
+    try:
+        yield {"base": base, **keys}
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def test_flagged_pages_enter_the_review_queue_with_source_and_url(
+    service: dict[str, Any], mock_site: MockSite, site_files: dict[str, Path], tmp_path: Path
+) -> None:
+    dead = tmp_path / "dead.jsonl"
+    result = run_crawl(
+        site_files["classifieds"], "--api", service["base"], "--key", service["platform"],
+        "--dead-letter", str(dead), "--state-dir", str(tmp_path / "state"),
+        "-s", "JINGWANG_API_BATCH=3", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not dead.exists()
+    reviewer = {"Authorization": f"Bearer {service['reviewer']}"}
+    queue = httpx.get(
+        f"{service['base']}/v1/review/queue", params={"source": "crawler"}, headers=reviewer, timeout=30
+    )
+    assert queue.status_code == 200, queue.text
+    queued = {}
+    for task in queue.json()["tasks"]:
+        item = httpx.get(f"{service['base']}/v1/items/{task['item_id']}", headers=reviewer, timeout=30)
+        assert item.status_code == 200, item.text
+        body = item.json()
+        assert body["source"] == "crawler" and body["metadata"]["site"] == "mock-classifieds"
+        queued[urlparse(body["url"]).path] = body
+    flagged = {f"/fenlei/{p.slug}.html" for p in pages.CLASSIFIEDS if p.flagged}
+    assert set(queued) == flagged
+    assert queued["/fenlei/item-1.html"]["posted_at"].startswith("2026-11-20T02:31:00")  # 10:31 +08:00
+    summary_line = next(line for line in result.stderr.splitlines() if "crawl summary for" in line)
+    assert f"{len(flagged)} flagged" in summary_line  # counted from the service's answers
+    assert "0 dead-lettered" in summary_line
+
+
+class FlakyEndpoint:
+    """A fake /v1/screen: answers 503 to every first try of a batch; 422 to one bad page."""
+
+    def __init__(self, bad_path: str) -> None:
+        self.bad_path = bad_path
+        self.accepted: list[dict[str, Any]] = []
+        self.calls = 0
+        self.headers: list[dict[str, str]] = []
+        self._seen: set[str] = set()
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                status, answer = endpoint.answer(self.path, dict(self.headers), body)
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def answer(self, path: str, headers: dict[str, str], body: dict[str, Any]) -> tuple[int, Any]:
+        self.calls += 1
+        self.headers.append(headers)
+        if path != "/v1/screen":
+            return 404, {"detail": "not found"}
+        batch_id = ",".join(item["external_id"] for item in body["items"])
+        if batch_id not in self._seen:
+            self._seen.add(batch_id)
+            return 503, {"detail": "busy"}
+        if any(urlparse(item["url"]).path == self.bad_path for item in body["items"]):
+            return 422, {"detail": [{"loc": ["body", "items", 0, "text"], "msg": "rejected"}]}
+        self.accepted.extend(body["items"])
+        return 200, {"items": [{"external_id": i["external_id"], "decision": "pass", "labels": []}
+                               for i in body["items"]]}
+
+
+def test_retries_then_dead_letters_what_cannot_be_delivered(
+    mock_site: MockSite, site_files: dict[str, Path], tmp_path: Path
+) -> None:
+    endpoint = FlakyEndpoint(bad_path="/fenlei/item-4.html")
+    dead = tmp_path / "dead.jsonl"
+    state = ["--state-dir", str(tmp_path / "state")]
+    try:
+        result = run_crawl(
+            site_files["classifieds"], "--api", endpoint.base, "--key", "k-test-123",
+            "--auth-header", "X-API-Key", "--auth-scheme", "", "--dead-letter", str(dead),
+            *state, "-s", "JINGWANG_API_BATCH=4", cwd=tmp_path,
+        )
+    finally:
+        endpoint.server.shutdown()
+    assert result.returncode == 1, result.stderr[-3000:]  # something was dead-lettered
+    assert all(h.get("X-API-Key") == "k-test-123" for h in endpoint.headers)
+    delivered = {urlparse(item["url"]).path for item in endpoint.accepted}
+    lost = [json.loads(line) for line in dead.read_text(encoding="utf-8").splitlines()]
+    assert [urlparse(r["item"]["url"]).path for r in lost] == ["/fenlei/item-4.html"]
+    assert lost[0]["error"].startswith("HTTP 422") and lost[0]["item"]["source"] == "crawler"
+    # Nothing silently dropped: every page was delivered or dead-lettered.
+    assert delivered | {"/fenlei/item-4.html"} == set(MockSite.classifieds_detail_paths())
+    assert "dead-lettered 1 page(s)" in result.stderr
+
+    # The dead-lettered page is not remembered as done: the next crawl offers it again.
+    retry_endpoint = FlakyEndpoint(bad_path="/none")
+    try:
+        again = run_crawl(
+            site_files["classifieds"], "--api", retry_endpoint.base, "--key", "k-test-123",
+            "--dead-letter", str(tmp_path / "dead2.jsonl"), *state, cwd=tmp_path,
+        )
+    finally:
+        retry_endpoint.server.shutdown()
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [urlparse(i["url"]).path for i in retry_endpoint.accepted] == ["/fenlei/item-4.html"]
+
+
+def test_unreachable_service_dead_letters_everything(
+    mock_site: MockSite, site_files: dict[str, Path], tmp_path: Path
+) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens here now
+    dead = tmp_path / "dead.jsonl"
+    feed = tmp_path / "feed.jsonl"
+    result = run_crawl(
+        site_files["classifieds"], "--api", f"http://127.0.0.1:{port}", "--key", "k",
+        "--dead-letter", str(dead), "-o", str(feed), "--model", "lexicon",
+        "--state-dir", str(tmp_path / "state"), "-s", "JINGWANG_API_RETRIES=2", cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    lost = [json.loads(line) for line in dead.read_text(encoding="utf-8").splitlines()]
+    assert len(lost) == len(pages.CLASSIFIEDS)
+    assert all(record["attempts"] == 3 and "ConnectError" in record["error"] for record in lost)
+    # The feed sink is independent of the service: it still has every page, screened.
+    assert len(read_feed(feed)) == len(pages.CLASSIFIEDS)

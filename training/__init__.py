@@ -1,0 +1,1 @@
+"""Training: datasets, augmentation, baselines, fine-tuning, evaluation and export."""
