@@ -125,7 +125,7 @@ class Screener:
         self, texts: Sequence[str], *, lexicon: Lexicon | None = None
     ) -> tuple[np.ndarray, list[list[Evidence]]]:
         """Combined per-label scores, shape (len(texts), len(LABELS)), and evidence per text."""
-        lexicon = lexicon or self.lexicon
+        lexicon = self.lexicon if lexicon is None else lexicon
         normalized = [normalize(text) for text in texts]
         scores = np.zeros((len(texts), len(LABELS)), dtype=np.float64)
         live = [i for i, n in enumerate(normalized) if n.text.strip()]
