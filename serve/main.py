@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from threadpoolctl import threadpool_limits
 
 from serve import crud
 from serve.api.deps import Services
@@ -53,6 +54,10 @@ def create_app(
 ) -> FastAPI:
     """Build the service. Tests pass a small ``screener``; ``start_worker=False`` leaves
     asynchronous jobs to explicit `CallbackWorker.run_once` calls."""
+    # Requests are scored concurrently in a thread pool and onnxruntime has threads of its
+    # own: multi-threaded BLAS on top oversubscribes the cores (bench/api.py on SQLite with
+    # the ensemble: p99 1,507 ms with BLAS threads, 21 ms with one).
+    threadpool_limits(limits=1, user_api="blas")
     settings = settings or Settings()
     engine = make_engine(settings)
     if settings.run_migrations:
