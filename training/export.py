@@ -6,9 +6,12 @@
    exports without fused attention and runs ~35% slower in onnxruntime);
 2. `torch.onnx.export` with the TorchScript exporter (``dynamo=False``, opset 17, dynamic
    batch and sequence axes): inputs ``input_ids``/``attention_mask``, output ``logits``;
-3. `onnxruntime.quantization.quantize_dynamic` to int8 weights (MatMul and the embedding
-   Gather), which the CPU's VNNI instructions run several times faster;
-4. writes ``artifact.json`` (labels, thresholds, normaliser/taxonomy versions, tokenizer,
+3. onnxruntime's transformer optimizer fuses the BERT subgraphs (embeddings + layer norm,
+   multi-head attention, bias + GELU, skip + layer norm) into single kernels; a family it
+   cannot fuse keeps the plain graph;
+4. `onnxruntime.quantization.quantize_dynamic` to int8 weights (MatMul, the fused Attention
+   and the embedding table), which the CPU's VNNI instructions run several times faster;
+5. writes ``artifact.json`` (labels, thresholds, normaliser/taxonomy versions, tokenizer,
    max length, base model and licence, training-data hash, metrics) next to the graph
    and the `tokenizers` ``tokenizer.json``.
 
@@ -55,17 +58,37 @@ def export_onnx(model: torch.nn.Module, path: Path, *, vocab_size: int = 100) ->
     return path
 
 
-def quantize_int8(fp32_path: Path, int8_path: Path) -> Path:
-    """Dynamic int8 quantization of the MatMul and Gather weights (activations quantized at run time).
+def fuse_transformer(path: Path, *, num_heads: int, hidden_size: int) -> dict[str, int]:
+    """Rewrite the fp32 graph at `path` in place with onnxruntime's BERT fusions; return the
+    fused-operator counts. Leaves the file alone (and returns {}) when no attention fuses,
+    e.g. for an encoder family the optimizer does not recognise.
 
-    Gather is the word-embedding table: quantizing it is what keeps a 25k-piece vocabulary
-    small enough to ship."""
+    Fusing before quantizing matters: the fused Attention and EmbedLayerNormalization nodes
+    have int8 kernels of their own, so the whole encoder runs in int8, about twice as fast
+    at batch 1 as quantized MatMuls between fp32 attention arithmetic."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimized = optimize_model(str(path), model_type="bert", num_heads=num_heads,
+                               hidden_size=hidden_size, opt_level=1)
+    counts = {op: n for op, n in optimized.get_fused_operator_statistics().items() if n}
+    if not counts.get("Attention"):
+        return {}
+    optimized.save_model_to_file(str(path))
+    return counts
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path) -> Path:
+    """Dynamic int8 quantization of the weights (activations quantized at run time).
+
+    Quantized: MatMul, fused Attention, and the word-embedding table (a Gather, or inside a
+    fused EmbedLayerNormalization): the table is what keeps a 25k-piece vocabulary small
+    enough to ship."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
         str(fp32_path), str(int8_path), weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul", "Gather"],
+        op_types_to_quantize=["MatMul", "Attention", "EmbedLayerNormalization", "Gather"],
         # Per-output-channel scales: on the e5 classifier, per-tensor scales flipped 1.5% of
         # review decisions against fp32, per-channel 0.5% (same size).
         per_channel=True,
@@ -118,7 +141,9 @@ def export(model_dir: Path, out_dir: Path, *, int8: bool = True, keep_fp32: bool
     if meta["labels"] != [label.value for label in LABELS]:
         raise ValueError(f"{model_dir} was trained for labels {meta['labels']}, not this taxonomy")
     out_dir.mkdir(parents=True, exist_ok=True)
-    fp32 = export_onnx(model, out_dir / FP32_FILE, vocab_size=model.encoder.config.vocab_size)
+    config = model.encoder.config
+    fp32 = export_onnx(model, out_dir / FP32_FILE, vocab_size=config.vocab_size)
+    fused = fuse_transformer(fp32, num_heads=config.num_attention_heads, hidden_size=config.hidden_size)
     model_file = FP32_FILE
     if int8:
         quantize_int8(fp32, out_dir / INT8_FILE)
@@ -141,6 +166,7 @@ def export(model_dir: Path, out_dir: Path, *, int8: bool = True, keep_fp32: bool
         "model_file": model_file,
         "base_model": meta["base_model"],
         "layers": meta["layers"],
+        "fused_operators": fused,
         "training_data_sha256": meta["training_data_sha256"],
         "training_rows": meta["training_rows"],
         "metrics": {"valid": meta["valid_metrics"], **(metrics or {})},

@@ -48,3 +48,15 @@ def test_fp32_graph_can_be_dropped(tiny_finetuned: Path, tmp_path: Path) -> None
     export(tiny_finetuned / "model", tmp_path, keep_fp32=False)
     assert (tmp_path / INT8_FILE).is_file()
     assert not (tmp_path / FP32_FILE).exists()
+
+
+def test_export_fuses_every_attention_block_before_quantizing(tiny_finetuned: Path, tiny_artifact: Path) -> None:
+    import onnx
+
+    layers = load_classifier(tiny_finetuned / "model")[0].encoder.config.num_hidden_layers
+    info = json.loads((tiny_artifact / "artifact.json").read_text(encoding="utf-8"))
+    assert info["fused_operators"]["Attention"] == layers
+    ops = {node.op_type for node in onnx.load(str(tiny_artifact / INT8_FILE)).graph.node}
+    # The fused blocks run their own int8 kernels, not fp32 attention between int8 MatMuls.
+    assert {"QAttention", "QEmbedLayerNormalization"} <= ops
+    assert "Softmax" not in ops
