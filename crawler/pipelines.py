@@ -7,6 +7,8 @@
    crawl killed outright loses no item it has already counted as done.
 4. `ApiSinkPipeline`: submits pages in batches to a running jingwang service, retrying with
    back-off; what cannot be delivered goes to a dead-letter file, never silently nowhere.
+   Pages the service would refuse outright are fixed first: empty texts are not sent (and
+   counted), over-long ones are cut to the service's limit (and flagged as truncated).
 5. `StatePipeline`: records the page in the crawl state.
 
 The crawl state is written only once an item is in its sink (the feed line flushed, or the
@@ -252,12 +254,22 @@ class ApiSinkPipeline:
     (default ``Authorization``), ``JINGWANG_API_AUTH_SCHEME`` (default ``Bearer``; empty for a
     bare key), ``JINGWANG_API_BATCH`` (32), ``JINGWANG_API_RETRIES`` (5),
     ``JINGWANG_API_BACKOFF`` (0.5 s, doubled per try), ``JINGWANG_API_TIMEOUT`` (30 s),
-    ``JINGWANG_DEAD_LETTER`` (a JSON Lines file; default ``dead-letter.jsonl``).
+    ``JINGWANG_DEAD_LETTER`` (a JSON Lines file; default ``dead-letter.jsonl``),
+    ``JINGWANG_API_MAX_TEXT_CHARS`` (20000: the service's ``JINGWANG_MAX_TEXT_CHARS``).
 
-    A transport error, 408, 429 or 5xx is retried; any other 4xx is not (it would fail
-    again), but a rejected batch is split so one bad item cannot sink the rest. Delivered
-    pages are recorded in the crawl state; dead-lettered ones are not, so the next crawl
-    offers them again.
+    The service refuses a whole batch for one empty or over-long text, so those are dealt
+    with before submitting: a page whose text is empty or whitespace is not sent (counted as
+    ``jingwang/api/dropped_empty``; its state is recorded, so a recrawl offers it again only
+    once its text changes), and a text over the limit is cut to it, with ``truncated: true``
+    and ``original_chars`` in the item's metadata (counted as ``jingwang/api/truncated``).
+
+    A transport error, 408, 429 or 5xx is retried, ``JINGWANG_API_RETRIES`` times at most.
+    Any other 4xx is not (it would fail again): a 400, 413 or 422 may be one bad item's
+    fault, so a rejected batch is split and retried item by item, and only the items the
+    service still refuses go to the dead-letter file, with its error message; other 4xx
+    (401, 403, 404, ...) refuse every item alike, so the batch is dead-lettered at once.
+    Delivered pages are recorded in the crawl state; dead-lettered ones are not, so the next
+    crawl offers them again.
     """
 
     def __init__(self, crawler: Crawler) -> None:
@@ -275,6 +287,9 @@ class ApiSinkPipeline:
         self.backoff = settings.getfloat("JINGWANG_API_BACKOFF", 0.5)
         self.timeout = settings.getfloat("JINGWANG_API_TIMEOUT", 30.0)
         self.dead_letter = Path(settings.get("JINGWANG_DEAD_LETTER") or "dead-letter.jsonl")
+        self.max_text_chars = settings.getint("JINGWANG_API_MAX_TEXT_CHARS", 20000)
+        if self.max_text_chars < 1:
+            raise ValueError(f"JINGWANG_API_MAX_TEXT_CHARS must be at least 1, not {self.max_text_chars}")
         self.buffer: list[PageItem] = []
         self.client: Any = None
         self.state: PageState | None = None
@@ -292,6 +307,21 @@ class ApiSinkPipeline:
         self.state = state_for(self.crawler)
 
     async def process_item(self, item: PageItem) -> PageItem:
+        stats = self.crawler.stats
+        if not item.text[: self.max_text_chars].strip():
+            # The service answers 422 for a blank text (and would refuse its whole batch).
+            stats.inc_value("jingwang/api/dropped_empty")
+            logger.info("not submitted (empty text): %s", item.url)
+            assert self.state is not None
+            if item.state_record is not None:
+                self.state.put(item.state_record)
+            return item
+        if len(item.text) > self.max_text_chars:
+            stats.inc_value("jingwang/api/truncated")
+            logger.info(
+                "text of %d characters cut to %d for the service: %s",
+                len(item.text), self.max_text_chars, item.url,
+            )
         self.buffer.append(item)
         if len(self.buffer) >= self.batch_size:
             batch, self.buffer = self.buffer, []
@@ -313,7 +343,7 @@ class ApiSinkPipeline:
         import httpx
 
         stats = self.crawler.stats
-        payload = {"items": [api_payload(item) for item in batch]}
+        payload = {"items": [api_payload(item, self.max_text_chars) for item in batch]}
         error = ""
         for attempt in range(self.retries + 1):
             if attempt:
@@ -338,8 +368,11 @@ class ApiSinkPipeline:
             if response.status_code in (408, 429) or response.status_code >= 500:
                 logger.warning("API %s answered %s (try %d)", self.endpoint, error, attempt + 1)
                 continue
-            if len(batch) > 1:
-                # A 4xx on a batch may be one bad item: deliver them one by one instead.
+            if len(batch) > 1 and response.status_code in _ITEM_ERRORS:
+                # May be one bad item: deliver them one by one, so only it is dead-lettered.
+                stats.inc_value("jingwang/api/split_batches")
+                logger.warning("API %s refused a batch of %d (%s); sending them one by one",
+                               self.endpoint, len(batch), error)
                 for item in batch:
                     await self._deliver([item])
                 return
@@ -368,7 +401,7 @@ class ApiSinkPipeline:
                     "error": error,
                     "attempts": attempts,
                     "failed_at": now,
-                    "item": api_payload(item),
+                    "item": api_payload(item, self.max_text_chars),
                 }
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
         self.crawler.stats.inc_value("jingwang/api/dead_lettered", len(batch))
@@ -378,8 +411,16 @@ class ApiSinkPipeline:
         )
 
 
-def api_payload(item: PageItem) -> dict[str, Any]:
-    """One entry of the service's ``items`` list for a crawled page."""
+_ITEM_ERRORS = (400, 413, 422)
+"""4xx statuses that may concern one item of a batch (bad request, too large, invalid)."""
+
+
+def api_payload(item: PageItem, max_text_chars: int | None = None) -> dict[str, Any]:
+    """One entry of the service's ``items`` list for a crawled page.
+
+    A text over ``max_text_chars`` is cut to it and the metadata says so (``truncated``,
+    ``original_chars``), so that a reviewer knows the service saw only its start.
+    """
     metadata = {
         key: value
         for key, value in asdict(item).items()
@@ -387,9 +428,13 @@ def api_payload(item: PageItem) -> dict[str, Any]:
                    "version", "content_hash", "near_duplicate_of", "encoding")
         and value not in (None, [], "")
     }
+    text = item.text
+    if max_text_chars is not None and len(text) > max_text_chars:
+        text = text[:max_text_chars]
+        metadata.update(truncated=True, original_chars=len(item.text))
     payload: dict[str, Any] = {
         "external_id": item.id or item.url_fp,
-        "text": item.text,
+        "text": text,
         "url": item.url,
         "source": "crawler",
         "metadata": metadata,

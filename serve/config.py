@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=20_000, ge=1)
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     rate_limit_per_minute: int = Field(default=1200, ge=1, description="Default per API key.")
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis holding the rate-limit buckets, shared by all workers; None: per process.",
+    )
 
     lease_seconds: int = Field(default=900, ge=1)
     double_review_block: bool = True
@@ -64,6 +68,15 @@ class Settings(BaseSettings):
         for prefix in ("postgres://", "postgresql://"):
             if value.startswith(prefix):
                 return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # an empty JINGWANG_REDIS_URL means no Redis
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("JINGWANG_REDIS_URL must be a redis://, rediss:// or unix:// URL")
         return value
 
     @model_validator(mode="after")

@@ -33,7 +33,7 @@ from serve.errors import RateLimited, ServeError
 from serve.limits import BodySizeLimit
 from serve.metrics import Metrics, MetricsMiddleware
 from serve.screening import ScreenerLike, ScreeningService
-from serve.security import RateLimiter, Role, SessionSigner
+from serve.security import Role, SessionSigner, make_rate_limiter
 from serve.worker import CallbackWorker
 
 STATIC_DIR = console.STATIC_DIR
@@ -71,7 +71,7 @@ def create_app(
         screener=screener,
         screening=ScreeningService(screener=screener, db=db, settings=settings, metrics=metrics),
         metrics=metrics,
-        rate_limiter=RateLimiter(),
+        rate_limiter=make_rate_limiter(settings.redis_url),
         signer=SessionSigner(settings.secret_key.get_secret_value()),
     )
     bootstrap_admin(settings, db)

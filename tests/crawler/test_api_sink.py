@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,15 +21,15 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from tests.crawler.conftest import read_feed, run_crawl
+from tests.crawler.conftest import by_path, read_feed, run_crawl
 from tests.crawler.site import pages
 from tests.crawler.site.mock_site import MockSite
 
 ADMIN_KEY = "jw_test_admin_key_for_crawler_tests_000"
 
 
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[dict[str, Any]]:
+@contextmanager
+def running_service(tmp_path: Path, **overrides: Any) -> Iterator[dict[str, Any]]:
     """A real screening service on a free loopback port, with platform and reviewer keys."""
     serve_main = pytest.importorskip("serve.main")
     import uvicorn
@@ -40,6 +41,7 @@ def service(tmp_path: Path) -> Iterator[dict[str, Any]]:
         model="lexicon",
         bootstrap_admin_key=ADMIN_KEY,
         worker_enabled=False,
+        **overrides,
     )
     app = serve_main.create_app(settings, start_worker=False)
     sock = socket.socket()
@@ -65,6 +67,12 @@ def service(tmp_path: Path) -> Iterator[dict[str, Any]]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    with running_service(tmp_path) as running:
+        yield running
 
 
 def test_flagged_pages_enter_the_review_queue_with_source_and_url(
@@ -200,3 +208,185 @@ def test_unreachable_service_dead_letters_everything(
     assert all(record["attempts"] == 3 and "ConnectError" in record["error"] for record in lost)
     # The feed sink is independent of the service: it still has every page, screened.
     assert len(read_feed(feed)) == len(pages.CLASSIFIEDS)
+
+
+# ---------------------------------------------------------------- items the service would refuse
+
+
+def test_over_long_pages_are_truncated_and_flagged_not_dead_lettered(
+    mock_site: MockSite, site_files: dict[str, Path], tmp_path: Path
+) -> None:
+    # A service that takes 60 characters answers 413 for a batch holding a longer text
+    # (before: split, and every long page dead-lettered). The sink, told the same limit,
+    # cuts such texts and says so in their metadata.
+    dead, feed = tmp_path / "dead.jsonl", tmp_path / "feed.jsonl"
+    with running_service(tmp_path, max_text_chars=60) as service:
+        result = run_crawl(
+            site_files["classifieds"], "--api", service["base"], "--key", service["platform"],
+            "-o", str(feed), "--model", "lexicon", "--dead-letter", str(dead),
+            "--state-dir", str(tmp_path / "state"), "-s", "JINGWANG_API_MAX_TEXT_CHARS=60", cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        platform = {"X-API-Key": service["platform"]}
+        listed = httpx.get(f"{service['base']}/v1/items", headers=platform, timeout=30)
+        assert listed.status_code == 200, listed.text
+        stored = {
+            urlparse(item["url"]).path: item
+            for item in (
+                httpx.get(f"{service['base']}/v1/items/{row['id']}", headers=platform, timeout=30).json()
+                for row in listed.json()["items"]
+            )
+        }
+    assert not dead.exists()
+    crawled = by_path(read_feed(feed))  # the feed keeps the full texts
+    assert set(stored) == set(crawled) == set(MockSite.classifieds_detail_paths())
+    long_pages = {path for path, item in crawled.items() if len(item["text"]) > 60}
+    assert long_pages and long_pages != set(crawled)  # some of each
+    for path, item in stored.items():
+        if path in long_pages:
+            assert item["text"] == crawled[path]["text"][:60]
+            assert item["metadata"]["truncated"] is True
+            assert item["metadata"]["original_chars"] == len(crawled[path]["text"])
+        else:
+            assert item["text"] == crawled[path]["text"] and "truncated" not in item["metadata"]
+    summary_line = next(line for line in result.stderr.splitlines() if "crawl summary for" in line)
+    assert f"0 dead-lettered, 0 empty not submitted, {len(long_pages)} truncated" in summary_line
+
+
+@pytest.fixture
+def sink_crawler(tmp_path: Path) -> Iterator[Any]:
+    """A crawler (mock forum spider, crawl state in tmp_path) for driving the API sink in-process."""
+    from scrapy.utils.test import get_crawler
+
+    from crawler.spiders.site import SiteSpider
+    from crawler.state import close_state
+    from tests.crawler.site.mock_site import write_site_files
+
+    sites = write_site_files("http://127.0.0.1:8000", tmp_path / "sites")
+    crawlers = []
+
+    def make(api_url: str, key: str, **settings: Any) -> Any:
+        crawler = get_crawler(SiteSpider, {
+            "JINGWANG_STATE_DIR": str(tmp_path / "state"), "JINGWANG_API_URL": api_url,
+            "JINGWANG_API_KEY": key, "JINGWANG_API_BACKOFF": 0.01,
+            "JINGWANG_DEAD_LETTER": str(tmp_path / "dead.jsonl"), **settings,
+        })
+        crawler.spider = SiteSpider.from_crawler(crawler, site=str(sites["forum"]))
+        crawler.stats.open_spider()
+        crawlers.append(crawler)
+        return crawler
+
+    yield make
+    for crawler in crawlers:
+        close_state(crawler)
+
+
+def sink_run(crawler: Any, texts: list[str]) -> tuple[list[Any], Any]:
+    """Pass pages with ``texts`` through dedup and the API sink; (items, the state) after close."""
+    import asyncio
+
+    from crawler.dedup import url_fingerprint
+    from crawler.items import PageItem
+    from crawler.pipelines import ApiSinkPipeline, DedupPipeline
+    from crawler.state import state_for
+
+    dedup, sink = DedupPipeline.from_crawler(crawler), ApiSinkPipeline.from_crawler(crawler)
+    dedup.open_spider()
+    items = []
+    for number, text in enumerate(texts):
+        url = f"http://forum.example/t/{number}.html"
+        items.append(dedup.process_item(PageItem(
+            url=url, site="mock-forum", title=text[:10], text=text,
+            crawled_at="2026-11-29T08:00:00+00:00", url_fp=url_fingerprint(url),
+        )))
+
+    async def run() -> None:
+        sink.open_spider()
+        for item in items:
+            await sink.process_item(item)
+        await sink.close_spider()
+
+    asyncio.run(run())
+    return items, state_for(crawler)
+
+
+def test_empty_texts_are_not_submitted_and_one_bad_item_cannot_sink_the_batch(
+    service: dict[str, Any], sink_crawler: Any, tmp_path: Path
+) -> None:
+    crawler = sink_crawler(service["base"], service["platform"], JINGWANG_API_BATCH=10)
+    long_ad = "专业代孕 包成功 联系薇 abc_test123\n" + "网友回复：周末去公园散步。" * 3000
+    texts = ["出售二手婴儿车 九成新", " \n\t\u3000 ", long_ad, "高价收肾 配型快 电话 138-0000-0001"]
+    items, state = sink_run(crawler, texts)
+    stats = crawler.stats
+    assert stats.get_value("jingwang/api/delivered") == 3
+    assert stats.get_value("jingwang/api/batches") == 1  # one request: nothing was split
+    assert stats.get_value("jingwang/api/dropped_empty") == 1
+    assert stats.get_value("jingwang/api/truncated") == 1
+    assert stats.get_value("jingwang/api/dead_lettered") is None
+    assert not (tmp_path / "dead.jsonl").exists()
+    # Every page is recorded, the empty one too: a recrawl offers it again only once it changes.
+    assert all(state.get(item.url_fp) is not None for item in items)
+    listed = httpx.get(f"{service['base']}/v1/items", headers={"X-API-Key": service["platform"]}, timeout=30)
+    stored = {item["external_id"]: item for item in listed.json()["items"]}
+    assert set(stored) == {items[0].id, items[2].id, items[3].id}
+    long_item = httpx.get(
+        f"{service['base']}/v1/items/{stored[items[2].id]['id']}",
+        headers={"X-API-Key": service["platform"]}, timeout=30,
+    ).json()
+    assert long_item["decision"] == "block" and long_item["text"] == long_ad[:20000]
+    assert long_item["metadata"]["truncated"] is True
+    assert long_item["metadata"]["original_chars"] == len(long_ad)
+
+
+class RefusingEndpoint:
+    """A fake /v1/screen that refuses every request with one status and message."""
+
+    def __init__(self, status: int, detail: Any) -> None:
+        self.calls: list[int] = []
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                endpoint.calls.append(len(body["items"]))
+                data = json.dumps({"detail": detail}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.mark.parametrize(
+    ("status", "detail", "calls"),
+    [
+        # May be one item's fault: split, then each item still refused is dead-lettered.
+        (422, "items[0].metadata: nested deeper than 10 levels", [3, 1, 1, 1]),
+        # Refuses every item alike: the batch is dead-lettered at once, not split.
+        (401, "unknown API key", [3]),
+    ],
+)
+def test_a_batch_still_refused_with_a_4xx_is_dead_lettered_with_the_error_not_retried(
+    sink_crawler: Any, tmp_path: Path, status: int, detail: str, calls: list[int]
+) -> None:
+    endpoint = RefusingEndpoint(status, detail)
+    try:
+        crawler = sink_crawler(endpoint.base, "k-test-123", JINGWANG_API_BATCH=3)
+        items, state = sink_run(crawler, ["帖子一 正文", "帖子二 正文", "帖子三 正文"])
+    finally:
+        endpoint.server.shutdown()
+    assert endpoint.calls == calls
+    assert crawler.stats.get_value("jingwang/api/retries") is None
+    lost = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [record["item"]["external_id"] for record in lost] == [item.id for item in items]
+    assert all(record["error"].startswith(f"HTTP {status}") and detail in record["error"] for record in lost)
+    assert all(record["attempts"] == 1 for record in lost)
+    assert crawler.stats.get_value("jingwang/api/dead_lettered") == 3
+    assert all(state.get(item.url_fp) is None for item in items)  # offered again next crawl
