@@ -69,6 +69,7 @@ def summarize(stats: dict[str, Any], *, site: str, elapsed: float, reason: str |
         "api_dead_lettered": stats.get("jingwang/api/dead_lettered", 0),
         "api_dropped_empty": stats.get("jingwang/api/dropped_empty", 0),
         "api_truncated": stats.get("jingwang/api/truncated", 0),
+        "api_rate_limited": stats.get("jingwang/api/rate_limited", 0),
         "elapsed_s": round(elapsed, 2),
         "pages_per_s": round(pages / elapsed, 2) if elapsed > 0 else 0.0,
     }
@@ -126,11 +127,12 @@ class CrawlSummary:
         logger.info(
             "crawl summary for %s (%s): %d pages, %d items, %d flagged (%s), %d unchanged, "
             "%d changed, %d near-duplicates, %d errors, %d dead-lettered, %d empty not submitted, "
-            "%d truncated, %.1f s, %.2f pages/s",
+            "%d truncated, %d rate-limited (429), %.1f s, %.2f pages/s",
             summary["site"], reason, summary["pages"], summary["items"], summary["flagged"],
             by_label, summary["unchanged"], summary["changed"], summary["near_duplicates"],
             summary["errors"], summary["api_dead_lettered"], summary["api_dropped_empty"],
-            summary["api_truncated"], summary["elapsed_s"], summary["pages_per_s"],
+            summary["api_truncated"], summary["api_rate_limited"], summary["elapsed_s"],
+            summary["pages_per_s"],
         )
         if self.path:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)

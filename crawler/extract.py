@@ -47,6 +47,8 @@ def extract_page(
 
     Returns the item and whether the body selector matched nothing, in which case the whole
     page's clean text stands in (and the caller counts it: such a selector is usually stale).
+    A text over ``max_chars`` is cut to it, and the item says so (``truncated``,
+    ``original_chars``), so that a reviewer knows the stored text is partial.
     """
     title = site.title.first(response) or collapse_whitespace(
         response.xpath("//title/text()").get() or ""
@@ -59,11 +61,14 @@ def extract_page(
     text = f"{title}\n{body}" if title and not body.startswith(title) else body
     posted_raw = site.posted_at.first(response) if site.posted_at else None
     images = [response.urljoin(u) for u in site.images.extract(response)] if site.images else []
+    truncated = len(text) > max_chars
     item = PageItem(
         url=response.url,
         site=site.name,
         title=title,
         text=text[:max_chars],
+        truncated=truncated,
+        original_chars=len(text) if truncated else None,
         crawled_at=datetime.now(UTC).isoformat(timespec="seconds"),
         author=collapse_whitespace(site.author.first(response) or "") or None
         if site.author

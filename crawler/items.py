@@ -37,6 +37,10 @@ class PageItem:
     version: int = 1
     near_duplicate_of: str | None = None
     """URL of an earlier page with nearly the same text (a repost), if any."""
+    truncated: bool = False
+    """The page's text was longer than ``JINGWANG_MAX_TEXT_CHARS``: ``text`` is its start."""
+    original_chars: int | None = None
+    """Length of the page's full text when ``truncated``, else None."""
     decision: str | None = None
     labels: list[str] | None = None
     scores: dict[str, float] | None = None
@@ -51,6 +55,6 @@ class PageItem:
 FEED_FIELDS: list[str] = [
     "id", "decision", "labels", "scores", "evidence", "text", "url", "title", "crawled_at",
     "posted_at", "author", "image_urls", "site", "version", "content_hash", "near_duplicate_of",
-    "encoding",
+    "encoding", "truncated", "original_chars",
 ]
 """Column order of the JSON Lines feed: the scan format first, then the crawl metadata."""

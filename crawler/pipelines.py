@@ -6,9 +6,10 @@
 3. `FeedPipeline`: appends each item to the JSON Lines feed and flushes at once, so a
    crawl killed outright loses no item it has already counted as done.
 4. `ApiSinkPipeline`: submits pages in batches to a running jingwang service, retrying with
-   back-off; what cannot be delivered goes to a dead-letter file, never silently nowhere.
-   Pages the service would refuse outright are fixed first: empty texts are not sent (and
-   counted), over-long ones are cut to the service's limit (and flagged as truncated).
+   back-off (or as long as a 429's ``Retry-After`` says); what cannot be delivered goes to
+   a dead-letter file, never silently nowhere. Pages the service would refuse outright are
+   fixed first: empty texts are not sent (and counted), over-long ones are cut to the
+   service's limit (and flagged as truncated).
 5. `StatePipeline`: records the page in the crawl state.
 
 The crawl state is written only once an item is in its sink (the feed line flushed, or the
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -255,7 +257,8 @@ class ApiSinkPipeline:
     bare key), ``JINGWANG_API_BATCH`` (32), ``JINGWANG_API_RETRIES`` (5),
     ``JINGWANG_API_BACKOFF`` (0.5 s, doubled per try), ``JINGWANG_API_TIMEOUT`` (30 s),
     ``JINGWANG_DEAD_LETTER`` (a JSON Lines file; default ``dead-letter.jsonl``),
-    ``JINGWANG_API_MAX_TEXT_CHARS`` (20000: the service's ``JINGWANG_MAX_TEXT_CHARS``).
+    ``JINGWANG_API_MAX_TEXT_CHARS`` (20000: the service's ``JINGWANG_MAX_TEXT_CHARS``),
+    ``JINGWANG_API_RATE_LIMIT_RETRIES`` (10), ``JINGWANG_API_MAX_RETRY_AFTER`` (60 s).
 
     The service refuses a whole batch for one empty or over-long text, so those are dealt
     with before submitting: a page whose text is empty or whitespace is not sent (counted as
@@ -263,7 +266,12 @@ class ApiSinkPipeline:
     once its text changes), and a text over the limit is cut to it, with ``truncated: true``
     and ``original_chars`` in the item's metadata (counted as ``jingwang/api/truncated``).
 
-    A transport error, 408, 429 or 5xx is retried, ``JINGWANG_API_RETRIES`` times at most.
+    A transport error, 408 or 5xx is retried, ``JINGWANG_API_RETRIES`` times at most.
+    A 429 (the key is over its rate limit) is not the service failing: the same batch is sent
+    again after the answer's ``Retry-After`` seconds (at most ``JINGWANG_API_MAX_RETRY_AFTER``;
+    the usual back-off when the header is missing or not a number), up to
+    ``JINGWANG_API_RATE_LIMIT_RETRIES`` times, a budget of its own so that a busy service does
+    not use up the error retries; each 429 is counted as ``jingwang/api/rate_limited``.
     Any other 4xx is not (it would fail again): a 400, 413 or 422 may be one bad item's
     fault, so a rejected batch is split and retried item by item, and only the items the
     service still refuses go to the dead-letter file, with its error message; other 4xx
@@ -284,6 +292,8 @@ class ApiSinkPipeline:
             self.headers[header] = f"{scheme} {key}" if scheme else key
         self.batch_size = settings.getint("JINGWANG_API_BATCH", 32)
         self.retries = settings.getint("JINGWANG_API_RETRIES", 5)
+        self.rate_limit_retries = settings.getint("JINGWANG_API_RATE_LIMIT_RETRIES", 10)
+        self.max_retry_after = settings.getfloat("JINGWANG_API_MAX_RETRY_AFTER", 60.0)
         self.backoff = settings.getfloat("JINGWANG_API_BACKOFF", 0.5)
         self.timeout = settings.getfloat("JINGWANG_API_TIMEOUT", 30.0)
         self.dead_letter = Path(settings.get("JINGWANG_DEAD_LETTER") or "dead-letter.jsonl")
@@ -345,15 +355,22 @@ class ApiSinkPipeline:
         stats = self.crawler.stats
         payload = {"items": [api_payload(item, self.max_text_chars) for item in batch]}
         error = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
+        attempts = failures = rate_limited = 0
+        delay = 0.0
+        while True:
+            if attempts:
                 stats.inc_value("jingwang/api/retries")
-                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+                await asyncio.sleep(delay)
+            attempts += 1
             try:
                 response = await self.client.post(self.endpoint, json=payload)
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"
-                logger.warning("API %s failed (try %d): %s", self.endpoint, attempt + 1, error)
+                logger.warning("API %s failed (try %d): %s", self.endpoint, attempts, error)
+                if failures >= self.retries:
+                    break
+                failures += 1
+                delay = self.backoff * 2 ** (failures - 1)
                 continue
             if response.is_success:
                 assert self.state is not None
@@ -365,8 +382,25 @@ class ApiSinkPipeline:
                 self._count_results(response, batch)
                 return
             error = f"HTTP {response.status_code}: {response.text[:500]}"
-            if response.status_code in (408, 429) or response.status_code >= 500:
-                logger.warning("API %s answered %s (try %d)", self.endpoint, error, attempt + 1)
+            if response.status_code == 429:
+                stats.inc_value("jingwang/api/rate_limited")
+                if rate_limited >= self.rate_limit_retries:
+                    break
+                rate_limited += 1
+                delay = _retry_after_seconds(
+                    response.headers.get("Retry-After"),
+                    fallback=self.backoff * 2 ** (rate_limited - 1),
+                    cap=self.max_retry_after,
+                )
+                logger.warning("API %s rate-limited this key (try %d); waiting %.1f s",
+                               self.endpoint, attempts, delay)
+                continue
+            if response.status_code == 408 or response.status_code >= 500:
+                logger.warning("API %s answered %s (try %d)", self.endpoint, error, attempts)
+                if failures >= self.retries:
+                    break
+                failures += 1
+                delay = self.backoff * 2 ** (failures - 1)
                 continue
             if len(batch) > 1 and response.status_code in _ITEM_ERRORS:
                 # May be one bad item: deliver them one by one, so only it is dead-lettered.
@@ -377,7 +411,7 @@ class ApiSinkPipeline:
                     await self._deliver([item])
                 return
             break
-        self._dead_letter(batch, error, attempts=attempt + 1)
+        self._dead_letter(batch, error, attempts=attempts)
 
     def _count_results(self, response: Any, batch: list[PageItem]) -> None:
         if any(item.decision is not None for item in batch):
@@ -415,11 +449,27 @@ _ITEM_ERRORS = (400, 413, 422)
 """4xx statuses that may concern one item of a batch (bad request, too large, invalid)."""
 
 
+def _retry_after_seconds(value: str | None, *, fallback: float, cap: float) -> float:
+    """Seconds to wait for a ``Retry-After`` header value, at most ``cap``.
+
+    Only the delay-seconds form is read (the jingwang service sends it); a missing,
+    HTTP-date or otherwise unreadable value gives ``fallback`` (also capped).
+    """
+    try:
+        seconds = float(value) if value is not None else math.nan
+    except ValueError:
+        seconds = math.nan
+    if math.isnan(seconds):
+        seconds = fallback
+    return min(max(seconds, 0.0), cap)
+
+
 def api_payload(item: PageItem, max_text_chars: int | None = None) -> dict[str, Any]:
     """One entry of the service's ``items`` list for a crawled page.
 
     A text over ``max_text_chars`` is cut to it and the metadata says so (``truncated``,
-    ``original_chars``), so that a reviewer knows the service saw only its start.
+    ``original_chars``), so that a reviewer knows the service saw only its start; so does a
+    text the spider already cut (``JINGWANG_MAX_TEXT_CHARS``), with the page's full length.
     """
     metadata = {
         key: value
@@ -429,9 +479,13 @@ def api_payload(item: PageItem, max_text_chars: int | None = None) -> dict[str, 
         and value not in (None, [], "")
     }
     text = item.text
+    # The page's own length when the spider cut it already: what a reviewer is missing.
+    original = (item.original_chars or len(item.text)) if item.truncated else None
     if max_text_chars is not None and len(text) > max_text_chars:
         text = text[:max_text_chars]
-        metadata.update(truncated=True, original_chars=len(item.text))
+        original = original or len(item.text)
+    if original is not None:
+        metadata.update(truncated=True, original_chars=original)
     payload: dict[str, Any] = {
         "external_id": item.id or item.url_fp,
         "text": text,

@@ -390,3 +390,125 @@ def test_a_batch_still_refused_with_a_4xx_is_dead_lettered_with_the_error_not_re
     assert all(record["attempts"] == 1 for record in lost)
     assert crawler.stats.get_value("jingwang/api/dead_lettered") == 3
     assert all(state.get(item.url_fp) is None for item in items)  # offered again next crawl
+
+
+# ---------------------------------------------------------------- rate limits (429)
+
+
+class RateLimitingEndpoint:
+    """A fake /v1/screen that answers 429 (with ``retry_after`` as its header, None for none)
+    to the first ``limited`` requests, then 200; it notes when each request came."""
+
+    def __init__(self, limited: int, retry_after: str | None) -> None:
+        self.times: list[float] = []
+        self.accepted: list[dict[str, Any]] = []
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                endpoint.times.append(time.monotonic())
+                if len(endpoint.times) <= limited:
+                    status, answer = 429, {"detail": "rate limit exceeded"}
+                else:
+                    status, answer = 200, {"items": [
+                        {"external_id": i["external_id"], "decision": "pass", "labels": []}
+                        for i in body["items"]
+                    ]}
+                    endpoint.accepted.extend(body["items"])
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                if status == 429 and retry_after is not None:
+                    self.send_header("Retry-After", retry_after)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.mark.parametrize("retry_after", ["0", "0.05"])
+def test_a_429_is_waited_out_and_the_same_batch_sent_again(
+    sink_crawler: Any, tmp_path: Path, retry_after: str
+) -> None:
+    from crawler.extensions import summarize
+
+    endpoint = RateLimitingEndpoint(limited=2, retry_after=retry_after)
+    try:
+        # One error retry only: the two 429s must not use it up.
+        crawler = sink_crawler(endpoint.base, "k-test-123", JINGWANG_API_BATCH=3, JINGWANG_API_RETRIES=1)
+        started = time.monotonic()
+        items, state = sink_run(crawler, ["帖子一 正文", "帖子二 正文", "帖子三 正文"])
+        elapsed = time.monotonic() - started
+    finally:
+        endpoint.server.shutdown()
+    stats = crawler.stats
+    assert len(endpoint.times) == 3
+    assert [i["external_id"] for i in endpoint.accepted] == [item.id for item in items]
+    assert stats.get_value("jingwang/api/rate_limited") == 2
+    assert stats.get_value("jingwang/api/retries") == 2
+    assert stats.get_value("jingwang/api/delivered") == 3
+    assert stats.get_value("jingwang/api/dead_lettered") is None
+    assert not (tmp_path / "dead.jsonl").exists()
+    assert all(state.get(item.url_fp) is not None for item in items)
+    gaps = [later - earlier for earlier, later in zip(endpoint.times, endpoint.times[1:], strict=False)]
+    assert all(gap >= float(retry_after) for gap in gaps)  # waited as told
+    assert elapsed < 1.5  # the waits were the fractions of a second the service asked for
+    summary = summarize(stats.get_stats(), site="mock-forum", elapsed=elapsed, reason="finished")
+    assert summary["api_rate_limited"] == 2
+
+
+def test_rate_limited_past_the_budget_is_dead_lettered_with_the_429(sink_crawler: Any, tmp_path: Path) -> None:
+    # No Retry-After: the sink falls back on its own back-off (0.01 s in these tests).
+    endpoint = RateLimitingEndpoint(limited=100, retry_after=None)
+    try:
+        crawler = sink_crawler(endpoint.base, "k-test-123", JINGWANG_API_BATCH=2,
+                               JINGWANG_API_RATE_LIMIT_RETRIES=2)
+        items, state = sink_run(crawler, ["帖子一 正文", "帖子二 正文"])
+    finally:
+        endpoint.server.shutdown()
+    assert len(endpoint.times) == 3 and not endpoint.accepted  # not split: it is no item's fault
+    assert crawler.stats.get_value("jingwang/api/rate_limited") == 3
+    lost = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [record["item"]["external_id"] for record in lost] == [item.id for item in items]
+    assert all(record["error"].startswith("HTTP 429") and record["attempts"] == 3 for record in lost)
+    assert crawler.stats.get_value("jingwang/api/dead_lettered") == 2
+    assert all(state.get(item.url_fp) is None for item in items)  # offered again next crawl
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("0", 0.0), ("2", 2.0), ("0.25", 0.25), ("600", 60.0), ("-5", 0.0), (None, 1.5),
+     ("Wed, 21 Oct 2026 07:28:00 GMT", 1.5), ("soon", 1.5), ("nan", 1.5), ("inf", 60.0)],
+)
+def test_retry_after_is_read_as_seconds_capped_with_the_back_off_as_fallback(
+    header: str | None, seconds: float
+) -> None:
+    from crawler.pipelines import _retry_after_seconds
+
+    assert _retry_after_seconds(header, fallback=1.5, cap=60.0) == seconds
+    assert _retry_after_seconds(None, fallback=120.0, cap=60.0) == 60.0
+
+
+def test_a_text_the_spider_cut_is_sent_flagged_with_the_page_length() -> None:
+    from crawler.items import PageItem
+    from crawler.pipelines import api_payload
+
+    page = "标题\n" + "正文" * 50  # 103 characters on the page
+    item = PageItem(url="http://forum.example/t/1.html", site="mock-forum", title="标题",
+                    text=page[:40], crawled_at="2026-11-29T08:00:00+00:00", url_fp="fp",
+                    truncated=True, original_chars=len(page))
+    sent = api_payload(item, 20000)
+    assert sent["text"] == page[:40]
+    assert sent["metadata"]["truncated"] is True and sent["metadata"]["original_chars"] == len(page)
+    # Cut again by the sink: the page's length is still what the reviewer is missing.
+    again = api_payload(item, 10)
+    assert again["text"] == page[:10] and again["metadata"]["original_chars"] == len(page)
+    whole = api_payload(PageItem(url=item.url, site="s", title="t", text="短文", crawled_at="x"), 20000)
+    assert "truncated" not in whole["metadata"] and "original_chars" not in whole["metadata"]

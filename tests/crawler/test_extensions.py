@@ -45,6 +45,7 @@ def test_summary_is_logged_and_written_at_the_end(tmp_path: Path, caplog: pytest
     crawler = get_crawler(settings_dict={"JINGWANG_SUMMARY_PATH": str(path), "JINGWANG_PROGRESS_INTERVAL": 0})
     extension = CrawlSummary.from_crawler(crawler)
     crawler.stats.set_value("response_received_count", 3)
+    crawler.stats.set_value("jingwang/api/rate_limited", 2)
 
     class Spider:
         name = "mock-site"
@@ -52,5 +53,7 @@ def test_summary_is_logged_and_written_at_the_end(tmp_path: Path, caplog: pytest
     with caplog.at_level(logging.INFO, logger="crawler.extensions"):
         extension.spider_closed(Spider(), "finished")
     assert "crawl summary for mock-site (finished): 3 pages" in caplog.text
+    assert "0 truncated, 2 rate-limited (429)," in caplog.text
     assert json.loads(path.read_text())["pages"] == 3
+    assert json.loads(path.read_text())["api_rate_limited"] == 2
     assert crawler.stats.get_value("jingwang/summary")["finish_reason"] == "finished"

@@ -88,6 +88,16 @@ def test_detail_page_becomes_an_item(sites: dict[str, Path], offline: MockSite) 
     assert item.decision is None and item.url_fp
 
 
+def test_text_over_the_limit_is_cut_and_marked(sites: dict[str, Path], offline: MockSite) -> None:
+    spider = spider_for(SiteSpider, sites["forum"])
+    [whole] = list(spider.parse_detail(response(offline, "/forum/thread-9.html")))
+    assert not whole.truncated and whole.original_chars is None
+    spider.max_chars = 12  # JINGWANG_MAX_TEXT_CHARS
+    [cut] = list(spider.parse_detail(response(offline, "/forum/thread-9.html")))
+    assert cut.text == whole.text[:12]
+    assert cut.truncated is True and cut.original_chars == len(whole.text)
+
+
 def test_empty_body_selector_falls_back_to_the_page(sites: dict[str, Path], tmp_path: Path) -> None:
     text = sites["forum"].read_text().replace('body: "div.post div.content"', 'body: "div.gone"')
     stale = tmp_path / "stale.yaml"
