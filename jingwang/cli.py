@@ -248,6 +248,10 @@ def pretrain(
     hidden: Annotated[int, typer.Option(min=16)] = 256,
     max_minutes: Annotated[float, typer.Option(min=0.1, help="Stop after this many minutes.")] = 30.0,
     max_steps: Annotated[int, typer.Option(min=1)] = 20000,
+    learning_rate: Annotated[
+        float | None,
+        typer.Option(min=1e-7, max=0.1, help="Peak rate; default 5e-4 from scratch, 5e-5 with --base."),
+    ] = None,
 ) -> None:
     """MLM pretraining with jieba whole-word masking (from scratch, or continued from --base)."""
     from training.pretrain import PretrainConfig
@@ -259,6 +263,8 @@ def pretrain(
             base=None if base is None else str(base), layers=layers, hidden=hidden,
             heads=max(1, hidden // 64), intermediate=4 * hidden, max_minutes=max_minutes,
             max_steps=max_steps,
+            # Continued pretraining starts from good weights: a scratch-sized rate would wreck them.
+            learning_rate=learning_rate or (5e-4 if base is None else 5e-5),
         )
     except ValueError as exc:
         fail(str(exc))
