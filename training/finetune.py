@@ -260,6 +260,8 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(config.base)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    # Hashed as read: the files may be rebuilt while a long run trains.
+    data_sha256 = _sha256(config.train_file, config.valid_file)
     train_texts, y_train = _load_rows(config.train_file)
     valid_texts, y_valid = _load_rows(config.valid_file)
     train_ids = _encode(tokenizer, train_texts, config.max_length)
@@ -369,7 +371,7 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
         "pooling": "mean",
         "base_model": base_info,
         "layers": model.encoder.config.num_hidden_layers,
-        "training_data_sha256": _sha256(config.train_file, config.valid_file),
+        "training_data_sha256": data_sha256,
         "training_rows": len(train_ids),
         "valid_metrics": metrics,
         "steps": step,
