@@ -330,6 +330,9 @@ def ensemble(
     out: Annotated[Path, typer.Option(help="Ensemble artifact folder to write.")] = Path("models/artifacts/default"),
     train: Annotated[Path, typer.Option(help="Split rule weights are calibrated on.")] = Path("datasets/build/train.jsonl"),
     valid: Annotated[Path, typer.Option(help="Split weights and thresholds are tuned on.")] = Path("datasets/build/valid.jsonl"),
+    lexicon_mode: Annotated[
+        str | None, typer.Option(help="max or evidence; default: whichever scores better on --valid.")
+    ] = None,
 ) -> None:
     """Average trained artifacts' scores, weights and thresholds tuned on the validation split."""
     from training.dataset import load_jsonl
@@ -341,8 +344,10 @@ def ensemble(
         if not sep or not name or not Path(folder).is_dir():
             fail(f"--member expects NAME=ARTIFACT_DIR with an existing folder, got {pair!r}")
         members[name] = Path(folder)
+    if lexicon_mode not in (None, "max", "evidence"):
+        fail(f"--lexicon-mode must be max or evidence, got {lexicon_mode!r}")
     try:
-        info = build_ensemble(members, out, load_jsonl(train), load_jsonl(valid))
+        info = build_ensemble(members, out, load_jsonl(train), load_jsonl(valid), lexicon_mode=lexicon_mode)
     except ValueError as exc:
         fail(str(exc))
     Console().print_json(data={"members": info["members"], "lexicon_mode": info["lexicon_mode"]})

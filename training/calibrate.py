@@ -32,9 +32,15 @@ from training.thresholds import tune_thresholds
 
 
 def calibrate_artifact(
-    artifact_dir: Path, train_rows: list[dict[str, Any]], valid_rows: list[dict[str, Any]]
+    artifact_dir: Path,
+    train_rows: list[dict[str, Any]],
+    valid_rows: list[dict[str, Any]],
+    *,
+    lexicon_mode: str | None = None,
 ) -> dict[str, Any]:
-    """Add calibrated ``rule_weights``, ``lexicon_mode`` and ``thresholds``; return the info."""
+    """Add calibrated ``rule_weights``, ``lexicon_mode`` and ``thresholds``; return the info.
+
+    ``lexicon_mode`` fixes the mode instead of choosing it on the validation split."""
     from models.scorer import Screener
 
     info = json.loads((artifact_dir / "artifact.json").read_text(encoding="utf-8"))
@@ -44,7 +50,7 @@ def calibrate_artifact(
     texts = [row["text"] for row in valid_rows]
     truth = np.array(multi_hot([row["labels"] for row in valid_rows]))
     best: tuple[float, str, dict] | None = None
-    for mode in ("evidence", "max"):
+    for mode in (lexicon_mode,) if lexicon_mode else ("evidence", "max"):
         screener.lexicon_mode = mode
         scores, _ = screener.score(texts)
         thresholds = tune_thresholds(truth, scores)

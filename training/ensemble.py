@@ -27,6 +27,8 @@ def build_ensemble(
     out_dir: Path,
     train_rows: list[dict[str, Any]],
     valid_rows: list[dict[str, Any]],
+    *,
+    lexicon_mode: str | None = None,
 ) -> dict[str, Any]:
     """Write an ensemble of ``members`` (name → artifact folder) into ``out_dir``.
 
@@ -35,8 +37,8 @@ def build_ensemble(
     mixed with weights tuned for its predecessor.
 
     Every weighting on a 0.1 grid is scored by validation macro-F1 at thresholds tuned for
-    it; the best is kept, then rule weights, lexicon mode and thresholds are calibrated for
-    the ensemble as a whole (`training.calibrate`).
+    it; the best is kept, then rule weights, lexicon mode (unless ``lexicon_mode`` fixes it)
+    and thresholds are calibrated for the ensemble as a whole (`training.calibrate`).
     """
     if len(members) < 2:
         raise ValueError("an ensemble needs at least two members")
@@ -79,7 +81,7 @@ def build_ensemble(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_artifact_info(out_dir, info)
-    return calibrate_artifact(out_dir, train_rows, valid_rows)
+    return calibrate_artifact(out_dir, train_rows, valid_rows, lexicon_mode=lexicon_mode)
 
 
 def _weight_grid(n: int) -> list[tuple[float, ...]]:

@@ -184,3 +184,18 @@ def test_an_ensemble_refuses_a_member_retrained_after_calibration(
     (member / "artifact.json").write_text(json.dumps(info), encoding="utf-8")
     with pytest.raises(ArtifactError, match="changed since this ensemble was calibrated"):
         Screener.load(out)
+
+
+@pytest.mark.parametrize("mode", ["max", "evidence"])
+def test_an_ensemble_can_fix_its_lexicon_mode(
+    tiny_splits: dict[str, Path], tiny_baseline: Path, tmp_path: Path, mode: str
+) -> None:
+    from training.dataset import load_jsonl
+    from training.ensemble import build_ensemble
+
+    info = build_ensemble(
+        {"a": tiny_baseline, "b": tiny_baseline}, tmp_path / "ensemble",
+        load_jsonl(tiny_splits["train"]), load_jsonl(tiny_splits["valid"]), lexicon_mode=mode,
+    )
+    assert info["lexicon_mode"] == mode
+    assert Screener.load(tmp_path / "ensemble").lexicon_mode == mode
