@@ -9,14 +9,31 @@ together or not at all.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, any_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    String,
+    Text,
+    any_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -138,6 +155,10 @@ def _key_state(row: ApiKey) -> dict[str, Any]:
 # -- screening -----------------------------------------------------------------------------
 
 
+class ConcurrentChange(Exception):
+    """A concurrent writer changed rows this transaction planned from: retry it."""
+
+
 @dataclass
 class NewItem:
     """A screened post ready to store: the submitted fields plus what the service computed."""
@@ -174,6 +195,24 @@ class StoredItem:
     created_at: datetime
 
 
+# The statements of every screening request are built once, with named parameters: building
+# one (and computing its cache key) costs more Python time than running it on SQLite.
+_LOCK_POSTS = text(
+    "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(x, 0) AS k "
+    "FROM unnest(CAST(:names AS text[])) AS x ORDER BY k) AS keys"
+)
+
+
+@functools.cache
+def _items_of(postgres: bool, *, full: bool) -> Select[Any]:
+    """A tenant's items with one of ``:external_ids``: whole rows, or (id, external_id,
+    content_sha256, version)."""
+    columns = (Item,) if full else (Item.id, Item.external_id, Item.content_sha256, Item.version)
+    return select(*columns).where(
+        Item.tenant == bindparam("tenant"), _in_param(postgres, Item.external_id, "external_ids")
+    )
+
+
 def find_stored(
     session: Session, *, tenant: str, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], Item]:
@@ -183,8 +222,10 @@ def find_stored(
     external_ids = sorted({external_id for external_id, _ in keys})
     if not external_ids:
         return found
+    postgres = _is_postgres(session)
     rows = session.scalars(
-        select(Item).where(Item.tenant == tenant, _one_of(session, Item.external_id, external_ids))
+        _items_of(postgres, full=True),
+        {"tenant": tenant, "external_ids": _in_values(postgres, external_ids)},
     )
     for item in rows:
         key = (item.external_id, item.content_sha256)
@@ -208,22 +249,18 @@ def store_items(
     Items whose (external_id, text) is already stored are not stored again. Returns every
     requested key with its item, old (`Item`) or new (`StoredItem`), and the keys stored
     now. Rows are written with bulk Core inserts: a batch of a thousand posts is a handful
-    of statements.
+    of statements, and so is a single post (each statement is a round trip to PostgreSQL,
+    which is what a single post's latency is made of).
     """
-    if session.get_bind().dialect.name == "postgresql":
+    if _is_postgres(session):
         # Serialise writers of the same posts (SQLite's write lock already does): without it two
         # edits of one post submitted at once would both take the next version number.
         names = sorted({f"{tenant}\x1f{n.external_id}" for n in new_items})
-        session.execute(
-            text(
-                "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(x, 0) AS k "
-                "FROM unnest(CAST(:names AS text[])) AS x ORDER BY k) AS keys"
-            ),
-            {"names": names},
-        )
-    stored: dict[tuple[str, str], Item | StoredItem] = dict(
-        find_stored(session, tenant=tenant, keys=((n.external_id, n.content_sha256) for n in new_items))
+        session.execute(_LOCK_POSTS, {"names": names})
+    versions, found = _stored_versions(
+        session, tenant=tenant, keys={(n.external_id, n.content_sha256) for n in new_items}
     )
+    stored: dict[tuple[str, str], Item | StoredItem] = dict(found)
     fresh: list[NewItem] = []
     created: set[tuple[str, str]] = set()
     for new in new_items:
@@ -235,8 +272,8 @@ def store_items(
         return stored, created
 
     now = utcnow()
-    versions = _latest_versions(session, tenant=tenant, external_ids={n.external_id for n in fresh})
     clusters = _assign_clusters(session, fresh=fresh, min_similarity=cluster_min_similarity)
+    clusters.lock(session)
     rows = []
     for new, cluster_id in zip(fresh, clusters.item_clusters, strict=True):
         versions[new.external_id] = versions.get(new.external_id, 0) + 1
@@ -265,17 +302,13 @@ def store_items(
                 "created_at": now,
             }
         )
-    # Plain executemany, then read the ids back by the unique key: RETURNING with guaranteed
-    # order makes SQLite insert row by row, 20x slower for a batch.
-    _bulk_insert(session, Item, rows)
-    id_of: dict[tuple[str, str], int] = {}
-    id_of.update(
-        ((external_id, sha), item_id)
-        for item_id, external_id, sha in session.execute(
-            select(Item.id, Item.external_id, Item.content_sha256).where(
-                Item.tenant == tenant, _one_of(session, Item.external_id, {n.external_id for n in fresh})
-            )
-        )
+    external_ids = {n.external_id for n in fresh}
+    id_of = _insert_ids(
+        session,
+        Item,
+        rows,
+        key=("external_id", "content_sha256"),
+        stored=lambda: (Item.tenant == tenant) & _one_of(session, Item.external_id, external_ids),
     )
     ids = [id_of[(n.external_id, n.content_sha256)] for n in fresh]
     contact_rows = [
@@ -285,22 +318,19 @@ def store_items(
     ]
     if contact_rows:
         _bulk_insert(session, ItemContact, contact_rows)
-    cluster_ids = clusters.write(session, ids)
+    cluster_ids = clusters.write(session, ids, actor=submitter, now=now)
 
     flagged = [(item_id, row) for item_id, row in zip(ids, rows, strict=True) if row["decision"] in PRIORITY]
     if flagged:
-        _bulk_insert(
-            session,
-            ReviewTask,
-            [_task_row(item_id, row, double_review_block=double_review_block) for item_id, row in flagged],
-        )
         task_of = {
             item_id: task_id
-            for task_id, item_id in session.execute(
-                select(ReviewTask.id, ReviewTask.item_id).where(
-                    _one_of(session, ReviewTask.item_id, [item_id for item_id, _ in flagged])
-                )
-            )
+            for (item_id,), task_id in _insert_ids(
+                session,
+                ReviewTask,
+                [_task_row(item_id, row, double_review_block=double_review_block) for item_id, row in flagged],
+                key=("item_id",),
+                stored=lambda: _one_of(session, ReviewTask.item_id, [item_id for item_id, _ in flagged]),
+            ).items()
         }
         _bulk_insert(
             session,
@@ -337,13 +367,51 @@ def store_items(
     return stored, created
 
 
-def _latest_versions(session: Session, *, tenant: str, external_ids: set[str]) -> dict[str, int]:
+# Up to this many rows an INSERT returns the new ids (RETURNING) and saves the round trip
+# that reads them back. A larger one would be rendered as one statement with a parameter per
+# value (unordered RETURNING; an ordered one makes SQLite insert row by row), which costs
+# psycopg more to parse and SQLite more to run than a plain executemany and the read-back.
+RETURNING_MAX_ROWS = 50
+
+
+def _insert_ids(
+    session: Session, model: Any, rows: list[dict[str, Any]], *, key: tuple[str, ...], stored: Any
+) -> dict[tuple[Any, ...], int]:
+    """Insert ``rows`` and return the new id of each by its (unique) ``key`` columns;
+    ``stored()`` gives a condition that finds the new rows again."""
+    table = model.__table__
+    columns = [table.c.id, *(table.c[name] for name in key)]
+    if len(rows) <= RETURNING_MAX_ROWS:
+        result = session.execute(insert(table).returning(*columns), rows)
+    else:
+        _bulk_insert(session, model, rows)
+        result = session.execute(select(*columns).where(stored()))
+    return {tuple(row[1:]): row[0] for row in result}
+
+
+def _stored_versions(
+    session: Session, *, tenant: str, keys: set[tuple[str, str]]
+) -> tuple[dict[str, int], dict[tuple[str, str], Item]]:
+    """The latest stored version of each external id in ``keys``, and the items already stored
+    under one of ``keys`` (a concurrent request may have stored them since the caller looked).
+    One narrow query; the full rows are loaded only for keys found, which is rare."""
+    versions: dict[str, int] = {}
+    found_ids: list[int] = []
+    postgres = _is_postgres(session)
+    external_ids = sorted({external_id for external_id, _ in keys})
     rows = session.execute(
-        select(Item.external_id, func.max(Item.version))
-        .where(Item.tenant == tenant, _one_of(session, Item.external_id, external_ids))
-        .group_by(Item.external_id)
+        _items_of(postgres, full=False),
+        {"tenant": tenant, "external_ids": _in_values(postgres, external_ids)},
     )
-    return {external_id: version for external_id, version in rows}
+    for item_id, external_id, sha, version in rows:
+        versions[external_id] = max(version, versions.get(external_id, 0))
+        if (external_id, sha) in keys:
+            found_ids.append(item_id)
+    found: dict[tuple[str, str], Item] = {}
+    if found_ids:
+        for item in session.scalars(select(Item).where(_one_of(session, Item.id, found_ids))):
+            found[(item.external_id, item.content_sha256)] = item
+    return versions, found
 
 
 def _task_row(item_id: int, row: dict[str, Any], *, double_review_block: bool) -> dict[str, Any]:
@@ -370,53 +438,141 @@ OWNERS_PER_BAND = 8
 # Only items that matched nothing are indexed: an item that joins a cluster is found through
 # the member it matched. The band table then grows with distinct texts, not with re-posts.
 
+# A cluster as the plan knows it: an existing cluster's id, or a cluster to create, named by
+# its seed (``("stored", item_id)`` or ``("batch", index in this batch)``).
+ClusterRef = int | tuple[str, int]
+
+
+def _survivor_order(ref: ClusterRef) -> tuple[int, int]:
+    """Which cluster survives a merge: an existing cluster before a new one, then the smaller
+    id (the older campaign), then a stored seed before one from this batch."""
+    if isinstance(ref, int):
+        return (0, ref)
+    kind, seed = ref
+    return (1, seed) if kind == "stored" else (2, seed)
+
 
 @dataclass
 class _ClusterPlan:
-    """Where each new item goes. A cluster's id is the id of its first item, so a new cluster
-    is named by its seed: ``("stored", item_id)`` or ``("batch", index in this batch)``."""
+    """Where each new item goes, which stored items found no cluster before and join one now,
+    and which clusters merge. A cluster's id is the id of the item that founded it, so a new
+    cluster needs no RETURNING.
 
-    item_clusters: list[int | tuple[str, int] | None]
-    existing_joins: dict[int, tuple[str, int]]
-    growth: dict[int | tuple[str, int], int]
-    bands: list[list[int] | None]
+    Clusters merge when a new item matches members of more than one (single linkage): the
+    item bridges two postings of one campaign. Merges are kept as a union-find over
+    `ClusterRef`; the surviving cluster of a group is its root (see `_survivor_order`)."""
 
-    def write(self, session: Session, item_ids: list[int]) -> list[int | None]:
-        """Create the new clusters, write memberships and bands (after the items exist), and
-        return the cluster id of each new item."""
+    item_clusters: list[ClusterRef | None] = field(default_factory=list)
+    existing_joins: dict[int, ClusterRef] = field(default_factory=dict)
+    bands: list[list[int] | None] = field(default_factory=list)
+    parent: dict[ClusterRef, ClusterRef] = field(default_factory=dict)
+    # The first new item (batch index) that merged existing clusters into each survivor.
+    bridges: dict[ClusterRef, int] = field(default_factory=dict)
+    # Existing clusters that merge into another (set by `resolve`), and the sizes before (`lock`).
+    merged: dict[int, ClusterRef] = field(default_factory=dict)
+    sizes_before: dict[int, int] = field(default_factory=dict)
 
-        def resolve(cluster: int | tuple[str, int] | None) -> int | None:
+    def find(self, ref: ClusterRef) -> ClusterRef:
+        root = ref
+        while self.parent.get(root, root) != root:
+            root = self.parent[root]
+        while ref != root:  # path compression
+            self.parent[ref], ref = root, self.parent[ref]
+        return root
+
+    def union(self, refs: Iterable[ClusterRef], bridge: int) -> ClusterRef:
+        roots = sorted({self.find(ref) for ref in refs}, key=_survivor_order)
+        survivor = roots[0]
+        for other in roots[1:]:
+            self.parent[other] = survivor
+        if sum(isinstance(root, int) for root in roots) > 1:
+            self.bridges.setdefault(survivor, bridge)
+        return survivor
+
+    def resolve(self) -> None:
+        """Point every item at the survivor of its cluster (call once, after planning)."""
+        self.item_clusters = [None if c is None else self.find(c) for c in self.item_clusters]
+        self.existing_joins = {item_id: self.find(c) for item_id, c in self.existing_joins.items()}
+        bridges: dict[ClusterRef, int] = {}
+        for cluster, index in self.bridges.items():
+            root = self.find(cluster)
+            bridges[root] = min(index, bridges.get(root, index))
+        self.bridges = bridges
+        self.merged = {ref: self.find(ref) for ref in self.parent if isinstance(ref, int) and self.find(ref) != ref}
+
+    def lock(self, session: Session) -> None:
+        """Lock the clusters of every merge and read their sizes; call before inserting items.
+
+        In id order, and before this transaction's items reference them: a writer that holds
+        a shared lock (from a foreign key check) and then asks for an exclusive one would
+        deadlock with another doing the same. A writer adding to one of these clusters
+        finishes first, or waits and then fails its foreign key check and retries. If one of
+        them was merged away since the plan was made, `ConcurrentChange` asks for a retry."""
+        if not self.merged:
+            return
+        involved = sorted({*self.merged, *(r for r in self.merged.values() if isinstance(r, int))})
+        query = select(Cluster.id, Cluster.size).where(_one_of(session, Cluster.id, involved)).order_by(Cluster.id)
+        if _is_postgres(session):
+            query = query.with_for_update()
+        self.sizes_before = {cluster: size for cluster, size in session.execute(query)}
+        if len(self.sizes_before) < len(involved):
+            raise ConcurrentChange("a cluster to merge was merged into another meanwhile")
+
+    def write(self, session: Session, item_ids: list[int], *, actor: ApiKey, now: datetime) -> list[int | None]:
+        """Create and grow clusters, merge the bridged ones, write memberships and bands (after
+        the items exist), and return the cluster id of each new item."""
+
+        def resolve(cluster: ClusterRef | None) -> int | None:
             if isinstance(cluster, tuple):
                 kind, seed = cluster
                 return seed if kind == "stored" else item_ids[seed]
             return cluster
 
-        new_clusters = [c for c in self.growth if isinstance(c, tuple)]
+        merged, before = self.merged, self.sizes_before
+        # Members each cluster gains: new items, stored items that join, merged clusters' members.
+        added: dict[ClusterRef, int] = {}
+        for cluster in [*self.item_clusters, *self.existing_joins.values()]:
+            if cluster is not None:
+                added[cluster] = added.get(cluster, 0) + 1
+        for victim, root in merged.items():
+            added[root] = added.get(root, 0) + before[victim]
+
+        new_clusters = [c for c in added if isinstance(c, tuple)]
         if new_clusters:
-            now = utcnow()
             _bulk_insert(
                 session,
                 Cluster,
-                [{"id": resolve(c), "size": self.growth[c], "created_at": now} for c in new_clusters],
+                [{"id": resolve(c), "size": added[c], "created_at": now} for c in new_clusters],
             )
-            members = [
-                {"item_id": item_id, "cluster": resolve(c)}
-                for item_id, c in zip(item_ids, self.item_clusters, strict=True)
-                if isinstance(c, tuple)
-            ]
-            members += [{"item_id": item_id, "cluster": resolve(c)} for item_id, c in self.existing_joins.items()]
-            table = Item.__table__
+        members = [
+            {"item_id": item_id, "cluster": resolve(c)}
+            for item_id, c in zip(item_ids, self.item_clusters, strict=True)
+            if isinstance(c, tuple)
+        ]
+        members += [{"item_id": item_id, "cluster": resolve(c)} for item_id, c in self.existing_joins.items()]
+        items = Item.__table__
+        if members:
             session.execute(
-                update(table).where(table.c.id == bindparam("item_id")).values(cluster_id=bindparam("cluster")),
+                update(items).where(items.c.id == bindparam("item_id")).values(cluster_id=bindparam("cluster")),
                 members,
             )
-        existing_growth = [{"cid": c, "added": n} for c, n in self.growth.items() if isinstance(c, int)]
-        if existing_growth:
-            table = Cluster.__table__
+        if merged:
             session.execute(
-                update(table).where(table.c.id == bindparam("cid")).values(size=table.c.size + bindparam("added")),
-                existing_growth,
+                update(items).where(items.c.cluster_id == bindparam("victim")).values(cluster_id=bindparam("root")),
+                [{"victim": victim, "root": resolve(root)} for victim, root in merged.items()],
             )
+        growth = [{"cid": c, "added": n} for c, n in added.items() if isinstance(c, int) and n]
+        if growth:
+            clusters = Cluster.__table__
+            session.execute(
+                update(clusters)
+                .where(clusters.c.id == bindparam("cid"))
+                .values(size=clusters.c.size + bindparam("added")),
+                growth,
+            )
+        if merged:
+            session.execute(delete(Cluster).where(_one_of(session, Cluster.id, list(merged))))
+            self._audit_merges(session, merged, before, added, item_ids, actor=actor, now=now)
         band_rows = [
             {"item_id": item_id, "band": band, "hash": key}
             for item_id, keys in zip(item_ids, self.bands, strict=True)
@@ -427,96 +583,159 @@ class _ClusterPlan:
             _bulk_insert(session, ItemBand, band_rows)
         return [resolve(c) for c in self.item_clusters]
 
+    def _audit_merges(
+        self,
+        session: Session,
+        merged: dict[int, ClusterRef],
+        before: dict[int, int],
+        added: dict[ClusterRef, int],
+        item_ids: list[int],
+        *,
+        actor: ApiKey,
+        now: datetime,
+    ) -> None:
+        """One ``cluster.merge`` entry per surviving cluster, on the item that bridged them."""
+        rows = []
+        for root, bridge in self.bridges.items():
+            victims = sorted(v for v, r in merged.items() if r == root)
+            if not victims or not isinstance(root, int):
+                continue
+            rows.append(
+                {
+                    "at": now,
+                    "actor_id": actor.id,
+                    "actor": _actor_name(actor),
+                    "action": "cluster.merge",
+                    "item_id": item_ids[bridge],
+                    "before": {"clusters": [{"id": c, "size": before.get(c, 0)} for c in [root, *victims]]},
+                    "after": {"cluster": root, "size": before.get(root, 0) + added[root], "merged": victims},
+                    "note": f"item {item_ids[bridge]} is a near-duplicate of members of clusters "
+                    + ", ".join(str(c) for c in [root, *victims]),
+                }
+            )
+        if rows:
+            _bulk_insert(session, AuditEntry, rows)
+
 
 def _assign_clusters(session: Session, *, fresh: list[NewItem], min_similarity: float) -> _ClusterPlan:
-    """Match each new item to its most similar earlier item (stored or earlier in the batch)."""
+    """Match each new item to every similar earlier item (stored or earlier in the batch): it
+    joins their cluster, and when they belong to different clusters those merge."""
     keys_per_item = [similarity.band_keys(n.signature) if n.signature else None for n in fresh]
     all_keys = sorted({key for keys in keys_per_item if keys for key in keys})
-    owners: dict[int, list[int]] = {}
+    # Candidates are addressed by position: stored items first, then this batch's items.
+    signatures: list[list[int]] = []
+    cluster_of: list[ClusterRef | None] = []
+    stored_ids: list[int] = []
+    band_positions: dict[int, list[int]] = {}
     if all_keys:
+        stored_position: dict[int, int] = {}
+        postgres = _is_postgres(session)
+        owners = session.execute(_band_owners(postgres), {"band_keys": _in_values(postgres, all_keys)})
+        for item_id, key, minhash, cluster_id in owners:
+            if item_id not in stored_position:
+                stored_position[item_id] = len(signatures)
+                stored_ids.append(item_id)
+                signatures.append(json.loads(minhash))  # once per item, not once per band
+                cluster_of.append(cluster_id)
+            band_positions.setdefault(key, []).append(stored_position[item_id])
+    stored_count = len(signatures)
+    # Every signature a new item may be compared with, addressed by position.
+    no_signature = [0] * similarity.NUM_HASHES
+    signatures += [n.signature or no_signature for n in fresh]
+    matrix = np.array(signatures, dtype=np.int64).reshape(-1, similarity.NUM_HASHES)
+
+    plan = _ClusterPlan()
+    for index, keys in enumerate(keys_per_item):
+        if not keys:
+            plan.item_clusters.append(None)
+            plan.bands.append(None)
+            continue
+        positions = sorted({p for key in keys for p in band_positions.get(key, ())[-OWNERS_PER_BAND:]})
+        matches: list[int] = []
+        if positions:
+            scores = (matrix[positions] == matrix[stored_count + index]).mean(axis=1)
+            matches = [p for p, score in zip(positions, scores.tolist(), strict=True) if score >= min_similarity]
+        cluster: ClusterRef | None = None
+        if matches:
+            refs: list[ClusterRef] = []
+            for p in matches:
+                ref = cluster_of[p]
+                if ref is None:  # a lone item: it founds a cluster now
+                    if p < stored_count:
+                        ref = ("stored", stored_ids[p])
+                        plan.existing_joins[stored_ids[p]] = ref
+                    else:
+                        ref = ("batch", p - stored_count)
+                        plan.item_clusters[p - stored_count] = ref
+                    cluster_of[p] = ref
+                refs.append(ref)
+            cluster = plan.union(refs, bridge=index)
+        position = stored_count + index
+        cluster_of.append(cluster)
+        plan.item_clusters.append(cluster)
+        indexed = cluster is None
+        plan.bands.append(keys if indexed else None)
+        if indexed:
+            for key in keys:
+                band_positions.setdefault(key, []).append(position)
+    plan.resolve()
+    return plan
+
+
+@functools.cache
+def _band_owners(postgres: bool) -> Select[Any]:
+    """(item_id, band hash, minhash, cluster_id) of the newest `OWNERS_PER_BAND` owners of
+    each of ``:band_keys``, in one statement.
+
+    On PostgreSQL a LATERAL top-N per key reads a few entries of the (hash, item_id) index
+    however many items share a band; a window over all owners reads and sorts every one of
+    them (1.5 ms for a common band among 30,000 items, growing with the table). SQLite has no
+    LATERAL; there the window reads all owners, from the same (covering) index."""
+    if postgres:
+        wanted = (
+            func.unnest(bindparam("band_keys", type_=postgresql.ARRAY(BigInteger)))
+            .table_valued("hash")
+            .render_derived()
+        )
+        newest = (
+            select(ItemBand.item_id)
+            .where(ItemBand.hash == wanted.c.hash)
+            .order_by(ItemBand.item_id.desc())
+            .limit(OWNERS_PER_BAND)
+            .lateral()
+        )
+        owners = select(newest.c.item_id, wanted.c.hash).select_from(wanted).join(newest, true()).subquery()
+    else:
         ranked = (
             select(
                 ItemBand.item_id,
                 ItemBand.hash,
                 func.row_number().over(partition_by=ItemBand.hash, order_by=ItemBand.item_id.desc()).label("rank"),
             )
-            .where(_one_of(session, ItemBand.hash, all_keys))
+            .where(_in_param(postgres, ItemBand.hash, "band_keys"))
             .subquery()
         )
-        for item_id, key in session.execute(
-            select(ranked.c.item_id, ranked.c.hash).where(ranked.c.rank <= OWNERS_PER_BAND)
-        ):
-            owners.setdefault(key, []).append(item_id)
-    candidate_ids = sorted({item_id for ids in owners.values() for item_id in ids})
-    # Candidates are addressed by position: stored items first, then this batch's items.
-    signatures: list[list[int]] = []
-    cluster_of: list[int | tuple[str, int] | None] = []
-    stored_ids: list[int] = []
-    stored_position: dict[int, int] = {}
-    if candidate_ids:
-        for row in session.execute(
-            select(Item.id, Item.minhash, Item.cluster_id).where(_one_of(session, Item.id, candidate_ids))
-        ):
-            stored_position[row.id] = len(signatures)
-            stored_ids.append(row.id)
-            signatures.append(row.minhash)
-            cluster_of.append(row.cluster_id)
-    band_positions: dict[int, list[int]] = {
-        key: [stored_position[i] for i in ids if i in stored_position] for key, ids in owners.items()
-    }
-    matrix = np.array(signatures, dtype=np.int64).reshape(-1, similarity.NUM_HASHES)
-    stored_count = len(signatures)
-    batch_signatures: list[list[int]] = []
-
-    plan = _ClusterPlan(item_clusters=[], existing_joins={}, growth={}, bands=[])
-    for new, keys in zip(fresh, keys_per_item, strict=True):
-        if not keys:
-            plan.item_clusters.append(None)
-            plan.bands.append(None)
-            continue
-        positions = sorted({p for key in keys for p in band_positions.get(key, ())[-OWNERS_PER_BAND:]})
-        best, best_score = None, min_similarity
-        if positions:
-            rows = np.array(
-                [matrix[p] if p < stored_count else batch_signatures[p - stored_count] for p in positions],
-                dtype=np.int64,
-            )
-            scores = (rows == np.array(new.signature, dtype=np.int64)).mean(axis=1)
-            index = int(scores.argmax())
-            if scores[index] >= best_score:
-                best, best_score = positions[index], float(scores[index])
-        cluster: int | tuple[str, int] | None = None
-        if best is not None:
-            cluster = cluster_of[best]
-            if cluster is None:
-                if best < stored_count:
-                    cluster = ("stored", stored_ids[best])
-                    plan.existing_joins[stored_ids[best]] = cluster
-                else:
-                    cluster = ("batch", best - stored_count)
-                    plan.item_clusters[best - stored_count] = cluster
-                cluster_of[best] = cluster
-                plan.growth[cluster] = 1
-            plan.growth[cluster] = plan.growth.get(cluster, 0) + 1
-        position = stored_count + len(batch_signatures)
-        batch_signatures.append(new.signature)
-        cluster_of.append(cluster)
-        plan.item_clusters.append(cluster)
-        indexed = best is None
-        plan.bands.append(keys if indexed else None)
-        if indexed:
-            for key in keys:
-                band_positions.setdefault(key, []).append(position)
-    return plan
+        owners = select(ranked.c.item_id, ranked.c.hash).where(ranked.c.rank <= OWNERS_PER_BAND).subquery()
+    # Core columns (no ORM loading), and the signature as text: an item owning several of the
+    # keys comes once per key, and its JSON is decoded once.
+    items = Item.__table__
+    return (
+        select(owners.c.item_id, owners.c.hash, cast(items.c.minhash, Text), items.c.cluster_id)
+        .join_from(owners, items, items.c.id == owners.c.item_id)
+        .order_by(owners.c.hash, owners.c.item_id)
+    )
 
 
+# Below this many rows a plain multi-row INSERT is one round trip; COPY costs two (start, end).
+COPY_MIN_ROWS = 200
 
 
 def _bulk_insert(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
-    """Insert many rows. On PostgreSQL the plain-valued tables (bands, contacts) go through
-    COPY: psycopg's executemany costs a round of parsing per row, ten thousand rows a batch."""
+    """Insert many rows. On PostgreSQL large sets of the plain-valued tables (bands, contacts)
+    go through COPY: psycopg's executemany costs a round of parsing per row, ten thousand rows
+    a batch."""
     table = model.__table__
-    if model in (ItemBand, ItemContact) and session.get_bind().dialect.name == "postgresql":
+    if model in (ItemBand, ItemContact) and len(rows) >= COPY_MIN_ROWS and _is_postgres(session):
         columns = list(rows[0])
         cursor = session.connection().connection.driver_connection.cursor()
         names = ", ".join(f'"{column}"' for column in columns)
@@ -527,14 +746,30 @@ def _bulk_insert(session: Session, model: Any, rows: list[dict[str, Any]]) -> No
     session.execute(insert(table), rows)
 
 
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def _one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
     """``column IN values`` with the values in one bound parameter (a JSON list on SQLite, an
     array on PostgreSQL): thousands of separate IN parameters cost more to compile than to run."""
     values = list(values)
-    if session.get_bind().dialect.name == "postgresql":
+    if _is_postgres(session):
         return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
     rows = func.json_each(bindparam(None, json.dumps(values))).table_valued("value")
     return column.in_(select(rows.c.value))
+
+
+def _in_param(postgres: bool, column: Any, name: str) -> Any:
+    """`_one_of` for a statement built once: ``column IN :name``, bound with `_in_values`."""
+    if postgres:
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
+    rows = func.json_each(bindparam(name, type_=String)).table_valued("value")
+    return column.in_(select(rows.c.value))
+
+
+def _in_values(postgres: bool, values: Iterable[Any]) -> list[Any] | str:
+    return list(values) if postgres else json.dumps(list(values))
 
 
 # -- review --------------------------------------------------------------------------------

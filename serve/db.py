@@ -112,11 +112,27 @@ class Database:
         self.engine = engine
         self._reader = make_sessionmaker(engine)
         self._writer = make_sessionmaker(engine.execution_options(jingwang_write=True))
+        # PostgreSQL runs each statement of a READ COMMITTED transaction on a fresh snapshot
+        # anyway, so independent lookups lose nothing outside one, and save the BEGIN and the
+        # ROLLBACK: two of the few round trips a screening request is made of.
+        self._looker = (
+            make_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
+            if engine.dialect.name == "postgresql"
+            else self._reader
+        )
 
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A session for queries; it is rolled back at the end."""
         with self._reader() as session:
+            yield session
+
+    @contextmanager
+    def lookup(self) -> Iterator[Session]:
+        """A session for a few independent queries on the hot path (authentication, what a
+        screening request has stored already), each seeing what was committed before it ran.
+        Not for server-side cursors (``yield_per``) or reads that need one snapshot: use `read`."""
+        with self._looker() as session:
             yield session
 
     @contextmanager

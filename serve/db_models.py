@@ -76,7 +76,9 @@ class ApiKey(Base):
 class Cluster(Base):
     """A group of near-duplicate texts: the same ad re-posted with small changes.
 
-    Its id is the id of the first item found in it (so new clusters need no RETURNING).
+    Its id is the id of the item that founded it (so new clusters need no RETURNING). When a
+    new item is similar to members of two clusters they merge into the older (smaller id)
+    one, and a ``cluster.merge`` audit entry on that item records it.
     """
 
     __tablename__ = "clusters"
@@ -145,12 +147,15 @@ class ItemBand(Base):
     """One locality-sensitive-hashing band of an item's MinHash: equal bands = candidates."""
 
     __tablename__ = "item_bands"
+    # (hash, item_id): the newest owners of a band are the first entries of the index, read
+    # without sorting the others (see `crud._band_owners`).
+    __table_args__ = (Index("ix_item_bands_hash_item", "hash", "item_id"),)
 
     item_id: Mapped[int] = mapped_column(
         ForeignKey("items.id", ondelete="CASCADE"), primary_key=True
     )
     band: Mapped[int] = mapped_column(Integer, primary_key=True)
-    hash: Mapped[int] = mapped_column(BigInteger, index=True)
+    hash: Mapped[int] = mapped_column(BigInteger)
 
 
 class ReviewTask(Base):

@@ -8,6 +8,7 @@ once, and on a database without keys creates the first admin key (from
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -41,8 +42,14 @@ STATIC_DIR = console.STATIC_DIR
 
 def load_screener(settings: Settings) -> ScreenerLike:
     """The scorer named by ``settings.model`` (None: the shipped default artifact)."""
+    from models.onnx_model import THREADS_ENV
     from models.scorer import Screener
 
+    # One onnxruntime thread per request: requests already run in parallel in the thread
+    # pool, and idle onnxruntime workers spin between inferences (bench/api.py on
+    # PostgreSQL: 34 ms of CPU per request with the default threads, 13 ms with one).
+    # $JINGWANG_THREADS still overrides it.
+    os.environ.setdefault(THREADS_ENV, "1")
     return Screener.load(settings.model)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -57,6 +57,12 @@ def model_version(screener: ScreenerLike) -> str:
     return ":".join(parts)[:200] or "unknown"
 
 
+# Built once: asked on every screening request.
+_TERMS_FINGERPRINT = select(func.count(TenantTerm.id), func.max(TenantTerm.id)).where(
+    TenantTerm.tenant == bindparam("tenant")
+)
+
+
 class TenantLexicons:
     """Per-tenant lexicons (default terms plus the tenant's own), rebuilt when the terms change.
 
@@ -72,9 +78,7 @@ class TenantLexicons:
 
     def get(self, session: Session, tenant: str) -> Any | None:
         """The tenant's lexicon, or None when it has no terms of its own (use the default)."""
-        count, max_id = session.execute(
-            select(func.count(TenantTerm.id), func.max(TenantTerm.id)).where(TenantTerm.tenant == tenant)
-        ).one()
+        count, max_id = session.execute(_TERMS_FINGERPRINT, {"tenant": tenant}).one()
         if not count:
             return None
         fingerprint = (count, max_id)
@@ -156,7 +160,7 @@ class ScreeningService:
         self.check_limits(items)
         tenant = submitter.tenant
         keys = [(item.external_id, content_sha256(item.text)) for item in items]
-        with self.db.read() as session:
+        with self.db.lookup() as session:
             stored = crud.find_stored(session, tenant=tenant, keys=keys)
             lexicon = self.lexicons.get(session, tenant)
 
@@ -203,8 +207,9 @@ class ScreeningService:
         self, submitter: ApiKey, new_items: list[crud.NewItem]
     ) -> tuple[dict[tuple[str, str], Item | crud.StoredItem], set[tuple[str, str]]]:
         assert submitter.tenant is not None
-        # A concurrent request may store the same post (or another version of it) first; the
-        # unique constraints catch that, and a retry then finds its rows.
+        # A concurrent request may store the same post (or another version of it) first, or
+        # merge a cluster this one joins: the unique and foreign key constraints (or the
+        # cluster lock) catch that, and a retry then finds the rows as they are now.
         for attempt in range(3):
             try:
                 with self.db.write() as session:
@@ -217,7 +222,7 @@ class ScreeningService:
                         double_review_block=self.settings.double_review_block,
                         cluster_min_similarity=self.settings.cluster_min_similarity,
                     )
-            except IntegrityError:
+            except (IntegrityError, crud.ConcurrentChange):
                 if attempt == 2:
                     raise Conflict("the same posts are being submitted concurrently; retry") from None
         raise AssertionError("unreachable")

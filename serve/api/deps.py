@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from serve.config import Settings
 from serve.db import Database
@@ -47,12 +47,16 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="A
 bearer = HTTPBearer(auto_error=False, description="The API key as a bearer token.")
 
 
+# Built once: asked on every request.
+_KEY_BY_HASH = select(ApiKey).where(ApiKey.key_hash == bindparam("key_hash"))
+
+
 def authenticate(services: Services, key: str | None) -> ApiKey:
     """The active key row for ``key``, or `Unauthorized` saying what is wrong."""
     if not key:
         raise Unauthorized("missing API key: send it as X-API-Key or Authorization: Bearer")
-    with services.db.read() as session:
-        row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
+    with services.db.lookup() as session:
+        row = session.scalar(_KEY_BY_HASH, {"key_hash": hash_key(key)})
     if row is None:
         raise Unauthorized("unknown API key")
     if row.revoked_at is not None:

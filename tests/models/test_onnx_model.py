@@ -93,7 +93,7 @@ BEHAVIOUR = [
      "代办chu生医学证明，真实可查，可以上户口，价格优惠", "document_fraud"),
 ]
 
-# Known failure of the shipped model (see training/MODEL_CARD_SECTION.md): short questions
+# Known failure of the shipped model (README, model card): short questions
 # about the legal re-issue (补办) of a birth certificate score as document fraud. Strict, so
 # a model that fixes it makes this test fail until the case moves into BEHAVIOUR.
 KNOWN_FALSE_POSITIVES = [
