@@ -43,8 +43,9 @@ class OnnxClassifier:
              batch_size: int = DEFAULT_BATCH_SIZE) -> OnnxClassifier:
         """Open the graph and tokenizer named in `info` (the folder's artifact.json).
 
-        `threads` sets onnxruntime's intra-op threads (default: $JINGWANG_THREADS, else
-        onnxruntime's own choice). Raises `ArtifactError` naming what is missing.
+        `threads` sets onnxruntime's intra-op threads (default: $JINGWANG_THREADS, else every
+        core this process may use: onnxruntime's own choice took one of the two cores here and
+        ran at half speed). Raises `ArtifactError` naming what is missing.
         """
         directory = Path(directory)
         missing = [k for k in ("model_file", "tokenizer", "max_length", "labels") if k not in info]
@@ -68,10 +69,9 @@ class OnnxClassifier:
             pad_id = next((tokenizer.token_to_id(t) for t in ("<pad>", "[PAD]") if tokenizer.token_to_id(t) is not None), 0)
 
         options = ort.SessionOptions()
-        threads = threads or int(os.environ.get(THREADS_ENV, "0") or 0)
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
+        threads = threads or int(os.environ.get(THREADS_ENV, "0") or 0) or len(os.sched_getaffinity(0))
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             session = ort.InferenceSession(
