@@ -23,6 +23,9 @@ from models.errors import ArtifactError
 
 DEFAULT_BATCH_SIZE = 32
 THREADS_ENV = "JINGWANG_THREADS"
+# "0": idle onnxruntime threads sleep instead of spinning (for a server, where inferences
+# arrive from many request threads and a spinning pool steals their cores).
+SPIN_ENV = "JINGWANG_ORT_SPIN"
 
 
 class OnnxClassifier:
@@ -72,6 +75,8 @@ class OnnxClassifier:
         threads = threads or int(os.environ.get(THREADS_ENV, "0") or 0) or len(os.sched_getaffinity(0))
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        if os.environ.get(SPIN_ENV) == "0":
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             session = ort.InferenceSession(

@@ -42,14 +42,13 @@ STATIC_DIR = console.STATIC_DIR
 
 def load_screener(settings: Settings) -> ScreenerLike:
     """The scorer named by ``settings.model`` (None: the shipped default artifact)."""
-    from models.onnx_model import THREADS_ENV
+    from models.onnx_model import SPIN_ENV
     from models.scorer import Screener
 
-    # One onnxruntime thread per request: requests already run in parallel in the thread
-    # pool, and idle onnxruntime workers spin between inferences (bench/api.py on
-    # PostgreSQL: 34 ms of CPU per request with the default threads, 13 ms with one).
-    # $JINGWANG_THREADS still overrides it.
-    os.environ.setdefault(THREADS_ENV, "1")
+    # Requests are scored from many threads of the pool: onnxruntime's idle workers must
+    # sleep, not spin, or they steal those threads' cores (bench/api.py on PostgreSQL: 34 ms
+    # of CPU per request with spinning, 14 ms without), while a batch still gets every core.
+    os.environ.setdefault(SPIN_ENV, "0")
     return Screener.load(settings.model)
 
 
