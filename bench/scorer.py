@@ -62,7 +62,7 @@ def _onnx_runner(artifact: Path, model_file: str, threads: int, batch_size: int)
 
     info = json.loads((artifact / "artifact.json").read_text(encoding="utf-8"))
     classifier = OnnxClassifier.load(artifact, {**info, "model_file": model_file}, threads=threads,
-                                     batch_size=batch_size)
+                                     batch_size=batch_size, token_budget=None)
     return classifier.logits
 
 

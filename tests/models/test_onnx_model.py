@@ -39,6 +39,21 @@ def test_length_sorted_batches_return_rows_in_input_order(tiny_onnx_artifact: Pa
     np.testing.assert_allclose(batched, reversed_[::-1], atol=1e-4)
 
 
+def test_batches_keep_within_the_row_and_token_limits(tiny_onnx_artifact: Path) -> None:
+    model = OnnxClassifier.load(tiny_onnx_artifact, _info(tiny_onnx_artifact), batch_size=8, token_budget=64)
+    lengths = [3, 120, 5, 5, 6, 30, 31, 4, 4, 4, 4, 4, 4, 4, 4, 4, 9, 200]
+    batches = model._batches(lengths)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    for batch in batches:
+        width = max(lengths[i] for i in batch)
+        assert len(batch) <= 8
+        assert len(batch) == 1 or len(batch) * width <= 64
+        assert len(batch) == 1 or len(batch) * width <= 1.25 * sum(lengths[i] for i in batch)
+    assert [200] in [[lengths[i] for i in b] for b in batches]  # over the budget alone: its own batch
+    fixed = OnnxClassifier.load(tiny_onnx_artifact, _info(tiny_onnx_artifact), batch_size=8, token_budget=None)
+    assert [len(b) for b in fixed._batches(lengths)] == [8, 8, 2]
+
+
 def test_long_text_is_truncated_to_max_length(tiny_onnx_artifact: Path) -> None:
     model = OnnxClassifier.load(tiny_onnx_artifact, _info(tiny_onnx_artifact))
     assert len(model.tokenizer.encode("代孕" * 500).ids) == model.max_length
