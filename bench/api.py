@@ -255,6 +255,8 @@ def run_database(
             # Warm-up: first requests pay for lazy imports and connection set-up.
             for i in range(20):
                 http.post("/v1/screen", json={"external_id": f"w{i}", "text": f"预热 {i}"}, headers={"X-API-Key": key})
+        if name == "postgresql":
+            _analyze(url)
         single = single_item_latency(
             server.base, key, rate=args.rate, seconds=args.seconds, clients=args.clients, seed=args.seed
         )
@@ -273,6 +275,19 @@ def run_database(
         }
     finally:
         server.stop()
+
+
+def _analyze(url: str) -> None:
+    """Give the planner statistics, as autovacuum does for any table that has grown. A fresh
+    schema has none for its first minute (autovacuum's nap), and without them PostgreSQL
+    looked a post up through the (tenant, created_at) index, reading every item of the
+    tenant (0.3 ms at 800 items and growing), instead of the (tenant, external_id) one."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.exec_driver_sql("ANALYZE")
+    engine.dispose()
 
 
 def _postgres_schema(url: str) -> tuple[str, Any]:

@@ -31,6 +31,13 @@ THREADS_ENV = "JINGWANG_THREADS"
 # "0": idle onnxruntime threads sleep instead of spinning (for a server, where inferences
 # arrive from many request threads and a spinning pool steals their cores).
 SPIN_ENV = "JINGWANG_ORT_SPIN"
+# Intra-op threads of a second session that scores calls of at most SMALL_CALL_TEXTS texts
+# (unset: one session for everything). A server sets 1: its single posts arrive on many
+# request threads at once and run side by side, where one multi-threaded session made them
+# queue for its pool (bench/api.py on PostgreSQL, 50 posts/s: p99 73-101 ms with the shared
+# two-thread pool, 32-54 ms with single-threaded small calls), while batches keep every core.
+SMALL_THREADS_ENV = "JINGWANG_ORT_SMALL_CALL_THREADS"
+SMALL_CALL_TEXTS = 4
 
 
 class OnnxClassifier:
@@ -38,8 +45,9 @@ class OnnxClassifier:
 
     def __init__(self, session: Any, tokenizer: Any, *, pad_id: int, max_length: int,
                  num_labels: int, batch_size: int = DEFAULT_BATCH_SIZE,
-                 token_budget: int | None = DEFAULT_TOKEN_BUDGET) -> None:
+                 token_budget: int | None = DEFAULT_TOKEN_BUDGET, small_session: Any = None) -> None:
         self.session = session
+        self.small_session = small_session
         self.tokenizer = tokenizer
         self.pad_id = pad_id
         self.max_length = max_length
@@ -56,7 +64,8 @@ class OnnxClassifier:
 
         `threads` sets onnxruntime's intra-op threads (default: $JINGWANG_THREADS, else every
         core this process may use: onnxruntime's own choice took one of the two cores here and
-        ran at half speed). Raises `ArtifactError` naming what is missing.
+        ran at half speed); $JINGWANG_ORT_SMALL_CALL_THREADS opens the second session for
+        small calls. Raises `ArtifactError` naming what is missing.
         """
         directory = Path(directory)
         missing = [k for k in ("model_file", "tokenizer", "max_length", "labels") if k not in info]
@@ -79,30 +88,27 @@ class OnnxClassifier:
         if pad_id is None:
             pad_id = next((tokenizer.token_to_id(t) for t in ("<pad>", "[PAD]") if tokenizer.token_to_id(t) is not None), 0)
 
-        options = ort.SessionOptions()
         threads = threads or int(os.environ.get(THREADS_ENV, "0") or 0) or len(os.sched_getaffinity(0))
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        if os.environ.get(SPIN_ENV) == "0":
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            session = ort.InferenceSession(
-                str(directory / info["model_file"]), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-            raise ArtifactError(f"cannot open {info['model_file']}: {exc}", path=directory) from None
+        small_threads = int(os.environ.get(SMALL_THREADS_ENV, "0") or 0)
+        session = _open_session(ort, directory, info["model_file"], threads)
+        small_session = (
+            _open_session(ort, directory, info["model_file"], small_threads)
+            if small_threads and small_threads != threads
+            else None
+        )
         names = {i.name for i in session.get_inputs()}
         if not {"input_ids", "attention_mask"} <= names:
             raise ArtifactError(f"graph inputs {sorted(names)} lack input_ids/attention_mask", path=directory)
         return cls(session, tokenizer, pad_id=int(pad_id), max_length=max_length,
-                   num_labels=len(info["labels"]), batch_size=batch_size, token_budget=token_budget)
+                   num_labels=len(info["labels"]), batch_size=batch_size, token_budget=token_budget,
+                   small_session=small_session)
 
     def logits(self, texts: list[str]) -> np.ndarray:
         """Raw logits, shape (len(texts), num_labels), rows in input order."""
         out = np.zeros((len(texts), self.num_labels), dtype=np.float32)
         if not texts:
             return out
+        session = self.small_session if self.small_session and len(texts) <= SMALL_CALL_TEXTS else self.session
         encodings = self.tokenizer.encode_batch(list(texts))
         lengths = [len(e.ids) for e in encodings]
         for index in self._batches(lengths):
@@ -116,7 +122,7 @@ class OnnxClassifier:
             feed = {"input_ids": input_ids, "attention_mask": mask}
             if "token_type_ids" in self._input_names:
                 feed["token_type_ids"] = np.zeros_like(input_ids)
-            out[index] = self.session.run(["logits"], feed)[0]
+            out[index] = session.run(["logits"], feed)[0]
         return out
 
     def _batches(self, lengths: list[int]) -> list[list[int]]:
@@ -143,3 +149,16 @@ class OnnxClassifier:
         """Sigmoid probabilities, shape (len(texts), num_labels), for normalised texts."""
         logits = self.logits(texts)
         return 1.0 / (1.0 + np.exp(-logits))
+
+
+def _open_session(ort: Any, directory: Path, model_file: str, threads: int) -> Any:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    if os.environ.get(SPIN_ENV) == "0":
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        return ort.InferenceSession(str(directory / model_file), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+        raise ArtifactError(f"cannot open {model_file}: {exc}", path=directory) from None

@@ -42,13 +42,15 @@ STATIC_DIR = console.STATIC_DIR
 
 def load_screener(settings: Settings) -> ScreenerLike:
     """The scorer named by ``settings.model`` (None: the shipped default artifact)."""
-    from models.onnx_model import SPIN_ENV
+    from models.onnx_model import SMALL_THREADS_ENV, SPIN_ENV
     from models.scorer import Screener
 
     # Requests are scored from many threads of the pool: onnxruntime's idle workers must
     # sleep, not spin, or they steal those threads' cores (bench/api.py on PostgreSQL: 34 ms
     # of CPU per request with spinning, 14 ms without), while a batch still gets every core.
     os.environ.setdefault(SPIN_ENV, "0")
+    # Single posts, scored side by side on request threads, each on one core.
+    os.environ.setdefault(SMALL_THREADS_ENV, "1")
     return Screener.load(settings.model)
 
 
@@ -87,7 +89,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # The scorer and lexicon are large and live forever: moving them out of the garbage
-        # collector's reach keeps full collections (latency spikes) short.
+        # collector's reach keeps full collections (latency spikes) short. One screening first,
+        # so that what loads lazily (jieba's dictionary, onnxruntime's buffers) is frozen too:
+        # frozen before it, full collections under load took 60-160 ms (bench/api.py).
+        screener.screen(["预热：载入分词词典"])
+        gc.collect()
         gc.freeze()
         if run_worker:
             worker.start()

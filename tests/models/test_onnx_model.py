@@ -54,6 +54,24 @@ def test_batches_keep_within_the_row_and_token_limits(tiny_onnx_artifact: Path) 
     assert [len(b) for b in fixed._batches(lengths)] == [8, 8, 2]
 
 
+def test_small_calls_can_run_on_a_single_threaded_session(
+    tiny_onnx_artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info = _info(tiny_onnx_artifact)
+    assert OnnxClassifier.load(tiny_onnx_artifact, info, threads=2).small_session is None
+    monkeypatch.setenv("JINGWANG_ORT_SMALL_CALL_THREADS", "1")
+    model = OnnxClassifier.load(tiny_onnx_artifact, info, threads=2)
+    assert model.small_session is not None
+    calls: list[str] = []
+    for name in ("session", "small_session"):
+        run = getattr(model, name).run
+        monkeypatch.setattr(getattr(model, name), "run", lambda *a, _run=run, _name=name: calls.append(_name) or _run(*a))
+    one = model.logits(TEXTS[:1])
+    many = model.logits(TEXTS)
+    assert calls[0] == "small_session" and set(calls[1:]) == {"session"}
+    np.testing.assert_allclose(one, many[:1], atol=1e-4)
+
+
 def test_long_text_is_truncated_to_max_length(tiny_onnx_artifact: Path) -> None:
     model = OnnxClassifier.load(tiny_onnx_artifact, _info(tiny_onnx_artifact))
     assert len(model.tokenizer.encode("代孕" * 500).ids) == model.max_length
