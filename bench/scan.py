@@ -5,7 +5,7 @@
 Texts are the hand-written posts of the test split (`datasets/build/test.jsonl`,
 ``source == "seed"``: median 38 characters, like the dev set's 36), cycled to ``--n``;
 ``--all-sources`` adds the long news passages of the real corpora. For each shipped model the run measures
-- ``jingwang scan``'s work in-process: `Screener.screen` over batches of 64 (what the
+- ``jingwang scan``'s work in-process: `Screener.screen` over batches of 256 (what the
   command does per batch, without file I/O), in texts/s, after a warm-up;
 - single-text latency: ``screen([text])`` one at a time over 300 texts, p50 and p95.
 Ratios are against the lexicon-only scorer measured in the same run. Writes
@@ -36,7 +36,7 @@ RESULTS = ROOT / "bench" / "results" / "scan.json"
 MODELS = ("lexicon", "baseline", "bert", "default")
 
 
-def measure(model: str, texts: list[str], batch_size: int = 64) -> dict[str, float]:
+def measure(model: str, texts: list[str], batch_size: int = 256) -> dict[str, float]:
     screener = Screener.load(model)
     screener.screen(texts[:batch_size])  # warm-up: tables, sessions, jieba
     started = time.perf_counter()
@@ -72,7 +72,7 @@ def main() -> None:
     for result in results.values():
         result["ratio_vs_lexicon"] = round(result["texts_per_s"] / base, 3)
 
-    table = Table(title=f"screening {args.n} texts ({args.texts.name}), batch 64")
+    table = Table(title=f"screening {args.n} texts ({args.texts.name}), batch 256")
     for column in ("model", "texts/s", "vs lexicon", "p50 ms", "p95 ms"):
         table.add_column(column, justify="right")
     for model, r in results.items():

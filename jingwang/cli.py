@@ -54,7 +54,7 @@ def scan(
         Path | None, typer.Option("--output", "-o", help="Write results here (default stdout).")
     ] = None,
     model: ModelOption = "default",
-    batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 256,
 ) -> None:
     """Screen texts: one JSON result line per input line, in order.
 
