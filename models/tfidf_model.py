@@ -127,12 +127,13 @@ class TfidfClassifier:
                 tf.extend(counts.values())
                 lengths.append(len(counts))
         column = np.asarray(columns, dtype=np.int64)
-        counts = np.asarray(tf, dtype=np.float64)
-        values = np.where(self._sublinear[column], np.log(np.maximum(counts, 1.0)) + 1.0, counts)
+        term_frequency = np.asarray(tf, dtype=np.float64)
+        values = np.where(self._sublinear[column], np.log(np.maximum(term_frequency, 1.0)) + 1.0, term_frequency)
         values *= self._idf[column]
         segment = np.repeat(np.arange(len(lengths)), lengths)
         norms = np.sqrt(np.bincount(segment, weights=values * values, minlength=len(lengths)))
-        scale = np.where(np.tile(self._l2, len(texts)) & (norms > 0), 1.0 / np.where(norms > 0, norms, 1.0), 1.0)
+        # An empty segment has norm 0 and no values to scale.
+        scale = np.where(np.tile(self._l2, len(texts)), 1.0 / np.where(norms > 0, norms, 1.0), 1.0)
         values *= scale[segment]
         per_text = np.asarray(lengths, dtype=np.int64).reshape(len(texts), len(self._features)).sum(axis=1)
         indptr = np.concatenate([[0], np.cumsum(per_text)])
