@@ -102,60 +102,6 @@ def quantize_int8(fp32_path: Path, int8_path: Path) -> Path:
     return int8_path
 
 
-def smooth_gelu_inputs(fp32_path: Path, out_path: Path, feeds: list[dict[str, np.ndarray]], *,
-                       alpha: float = 0.5) -> int:
-    """SmoothQuant for the feed-forward down-projections: per input channel j, divide the GELU
-    output by s_j and multiply row j of the weight by s_j (the same product), with
-    s_j = max|x_j|^alpha / max|w_j|^(1 - alpha) measured by running `feeds` through the graph.
-
-    A few channels of the GELU output are far larger than the rest, and dynamic
-    quantization gives the whole tensor one scale: those channels set it and the others
-    lose their resolution. Smoothing moves the range into the weights, which are quantized
-    per output channel. Writes `out_path`; returns how many MatMuls were smoothed."""
-    import onnx
-    import onnxruntime as ort
-    from onnx import helper, numpy_helper
-
-    model = onnx.load(str(fp32_path))
-    graph = model.graph
-    weights = {init.name: init for init in graph.initializer}
-    after_gelu = set(_after_gelu(graph))
-    targets = [node for node in graph.node if node.name in after_gelu and node.input[1] in weights]
-    if not targets:
-        onnx.save(model, str(out_path))
-        return 0
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    probe.graph.output.extend(
-        helper.make_tensor_value_info(node.input[0], onnx.TensorProto.FLOAT, None) for node in targets
-    )
-    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [node.input[0] for node in targets]
-    peaks = {name: None for name in names}
-    for feed in feeds:
-        for name, value in zip(names, session.run(names, feed), strict=True):
-            peak = np.abs(value).reshape(-1, value.shape[-1]).max(axis=0)
-            peaks[name] = peak if peaks[name] is None else np.maximum(peaks[name], peak)
-    new_nodes = []
-    for node in graph.node:
-        if node.name in after_gelu and node.input[1] in weights:
-            init = weights[node.input[1]]
-            weight = numpy_helper.to_array(init)
-            scale = peaks[node.input[0]] ** alpha / np.maximum(np.abs(weight).max(axis=1), 1e-8) ** (1 - alpha)
-            scale = np.clip(scale, 1e-3, 1e3).astype(np.float32)
-            init.CopyFrom(numpy_helper.from_array((weight * scale[:, None]).astype(np.float32), init.name))
-            inverse = f"{node.name}_smooth_inverse"
-            graph.initializer.append(numpy_helper.from_array((1.0 / scale).astype(np.float32), inverse))
-            smoothed = f"{node.input[0]}_smoothed_{node.name}"
-            new_nodes.append(helper.make_node("Mul", [node.input[0], inverse], [smoothed], name=f"{node.name}_smooth"))
-            node.input[0] = smoothed
-        new_nodes.append(node)
-    del graph.node[:]
-    graph.node.extend(new_nodes)
-    onnx.save(model, str(out_path))
-    return len(targets)
-
-
 def _after_gelu(graph: Any) -> list[str]:
     """Names of the MatMul nodes that read a (fused) GELU's output."""
     gelu_outputs = {out for node in graph.node if node.op_type in {"Gelu", "BiasGelu", "FastGelu"}

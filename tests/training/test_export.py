@@ -63,23 +63,3 @@ def test_export_fuses_every_attention_block_before_quantizing(tiny_finetuned: Pa
     # Only the feed-forward down-projections (reading a GELU output) stay in fp32.
     assert ops.count("MatMul") == layers
 
-
-def test_smoothing_the_gelu_inputs_keeps_the_fp32_function(tiny_artifact: Path, tmp_path: Path) -> None:
-    import numpy as np
-
-    from models.onnx_model import OnnxClassifier
-    from training.export import smooth_gelu_inputs
-
-    info = json.loads((tiny_artifact / "artifact.json").read_text(encoding="utf-8"))
-    original = OnnxClassifier.load(tiny_artifact, {**info, "model_file": FP32_FILE}, threads=1)
-    ids = np.full((4, 16), original.pad_id, dtype=np.int64)
-    for row, text in enumerate(TEXTS[:4]):
-        pieces = original.tokenizer.encode(text).ids[:16]
-        ids[row, : len(pieces)] = pieces
-    feeds = [{"input_ids": ids, "attention_mask": (ids != original.pad_id).astype(np.int64)}]
-    (tmp_path / "tokenizer.json").write_bytes((tiny_artifact / "tokenizer.json").read_bytes())
-    smoothed = smooth_gelu_inputs(tiny_artifact / FP32_FILE, tmp_path / "smoothed.onnx", feeds)
-    layers = info["fused_operators"]["Attention"]
-    assert smoothed == layers  # one down-projection per layer
-    rewritten = OnnxClassifier.load(tmp_path, {**info, "model_file": "smoothed.onnx"}, threads=1)
-    np.testing.assert_allclose(rewritten.logits(TEXTS), original.logits(TEXTS), atol=1e-4)
