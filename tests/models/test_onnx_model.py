@@ -58,6 +58,8 @@ def test_small_calls_can_run_on_a_single_threaded_session(
     tiny_onnx_artifact: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     info = _info(tiny_onnx_artifact)
+    # The service sets the variable for its process (serve.main.load_screener): start clean.
+    monkeypatch.delenv("JINGWANG_ORT_SMALL_CALL_THREADS", raising=False)
     assert OnnxClassifier.load(tiny_onnx_artifact, info, threads=2).small_session is None
     monkeypatch.setenv("JINGWANG_ORT_SMALL_CALL_THREADS", "1")
     model = OnnxClassifier.load(tiny_onnx_artifact, info, threads=2)
