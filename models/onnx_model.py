@@ -28,11 +28,11 @@ DEFAULT_BATCH_SIZE = 64  # rows at most per onnxruntime call
 DEFAULT_TOKEN_BUDGET = 1024  # padded tokens at most per call (None: fixed-size batches)
 MAX_PADDING = 1.25  # padded tokens / real tokens a batch may reach before it is cut
 THREADS_ENV = "JINGWANG_THREADS"
-# "0": idle onnxruntime threads sleep instead of spinning (for a server, where inferences
-# arrive from many request threads and a spinning pool steals their cores).
+# "0": idle onnxruntime threads sleep instead of spinning (for a process where inferences
+# arrive from many threads at once and a spinning pool would steal their cores).
 SPIN_ENV = "JINGWANG_ORT_SPIN"
 # Intra-op threads of a second session that scores calls of at most SMALL_CALL_TEXTS texts
-# (unset: one session for everything). A server sets 1: its single posts arrive on many
+# (unset: one session for everything). The service sets 1: its single posts arrive on many
 # request threads at once and run side by side, where one multi-threaded session made them
 # queue for its pool (bench/api.py on PostgreSQL, 50 posts/s: p99 73-101 ms with the shared
 # two-thread pool, 32-54 ms with single-threaded small calls), while batches keep every core.
