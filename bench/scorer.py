@@ -86,8 +86,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", type=Path, required=True, help="fine-tuned model/ folder")
     parser.add_argument("--texts", type=Path, default=Path("datasets/build/test.jsonl"))
-    parser.add_argument("--calibration", type=Path, default=Path("datasets/build/train.jsonl"),
-                        help="texts the int8 export calibrates on (as `jingwang export`)")
     parser.add_argument("--n", type=int, default=512, help="texts for the batch-32 runs")
     parser.add_argument("--n-single", type=int, default=200, help="texts for the batch-1 runs")
     parser.add_argument("--threads", type=int, default=2)
@@ -97,13 +95,13 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from training.export import FP32_FILE, INT8_FILE, calibration_sample, export
+    from training.export import FP32_FILE, INT8_FILE, export
 
     texts = _texts(args.texts, args.n)
     results: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         artifact = Path(tmp)
-        export(args.model_dir, artifact, calibration_texts=calibration_sample(args.calibration))
+        export(args.model_dir, artifact)
         sizes = {"onnx_fp32": (artifact / FP32_FILE).stat().st_size,
                  "onnx_int8": (artifact / INT8_FILE).stat().st_size}
         for batch_size in (1, 32):

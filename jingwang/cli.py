@@ -307,29 +307,16 @@ def export(
     int8: Annotated[bool, typer.Option(help="Quantize to int8 and point the artifact at it.")] = True,
     keep_fp32: Annotated[bool, typer.Option(help="Keep model.onnx next to the int8 graph.")] = True,
     lexicon_mode: Annotated[str, typer.Option(help="max or evidence (see models.scorer).")] = "max",
-    calibration: Annotated[
-        Path | None,
-        typer.Option(help="JSONL whose texts locate the activation outliers kept out of int8 "
-                     "(default: datasets/build/train.jsonl when it exists; none: the "
-                     "down-projections stay fp32)."),
-    ] = None,
 ) -> None:
     """Export a fine-tuned classifier to ONNX (fp32 + int8) as a self-describing artifact."""
-    from training.export import calibration_sample
     from training.export import export as run_export
 
     if not (model_dir / "classifier.json").is_file():
         fail(f"{model_dir} is not a fine-tuned model folder (no classifier.json)")
     if lexicon_mode not in ("max", "evidence"):
         fail(f"--lexicon-mode must be max or evidence, got {lexicon_mode!r}")
-    if calibration is not None and not calibration.is_file():
-        fail(f"--calibration {calibration} is not a file")
-    default_calibration = Path("datasets/build/train.jsonl")
-    calibration = calibration or (default_calibration if default_calibration.is_file() else None)
     try:
-        texts = calibration_sample(calibration) if int8 and calibration is not None else []
-        info = run_export(model_dir, out, int8=int8, keep_fp32=keep_fp32, calibration_texts=texts,
-                          lexicon_mode=lexicon_mode)
+        info = run_export(model_dir, out, int8=int8, keep_fp32=keep_fp32, lexicon_mode=lexicon_mode)
     except (ValueError, OSError) as exc:
         fail(str(exc))
     err.print(f"wrote {out} ({info['model_file']})")

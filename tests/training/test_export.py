@@ -10,19 +10,7 @@ import pytest
 from models.artifact import load_artifact
 from models.labels import LABELS
 from tests.utils.tiny_data import NEGATIVES, POSITIVES
-from training.export import (
-    FP32_FILE,
-    FP32_SUFFIX,
-    INT8_FILE,
-    OUTLIER_CHANNELS,
-    _after_gelu,
-    _feeds,
-    export,
-    export_onnx,
-    fuse_transformer,
-    parity,
-    split_outlier_channels,
-)
+from training.export import FP32_FILE, INT8_FILE, export, parity
 from training.finetune import load_classifier
 
 TEXTS = [text for text, _ in POSITIVES] + NEGATIVES + ["短", "代孕" * 40]
@@ -75,47 +63,3 @@ def test_export_fuses_every_attention_block_before_quantizing(tiny_finetuned: Pa
     # Only the feed-forward down-projections (reading a GELU output) stay in fp32.
     assert ops.count("MatMul") == layers
 
-
-
-def test_outlier_channels_leave_int8_and_the_fp32_graph_exact(tiny_finetuned: Path, tmp_path: Path) -> None:
-    import onnx
-
-    model, tokenizer, _ = load_classifier(tiny_finetuned / "model")
-    layers = model.encoder.config.num_hidden_layers
-    info = export(tiny_finetuned / "model", tmp_path, calibration_texts=TEXTS)
-    # Every down-projection moved its largest input channels out of the int8 path ...
-    assert len(info["fp32_outlier_channels"]) == 2 * layers  # up- and down-projections
-    assert all(len(channels) == OUTLIER_CHANNELS for channels in info["fp32_outlier_channels"].values())
-    graph = onnx.load(str(tmp_path / INT8_FILE)).graph
-    fp32_matmuls = [node.name for node in graph.node if node.op_type == "MatMul"]
-    assert len(fp32_matmuls) == 2 * layers and all(name.endswith(FP32_SUFFIX) for name in fp32_matmuls)
-    # ... and the rewritten fp32 graph still computes the same function.
-    report = parity(model, tokenizer, tmp_path, TEXTS)
-    assert report["fp32_max_abs_diff"] < 1e-4
-    assert report["int8_max_abs_diff"] < 0.1
-
-
-def test_split_moves_the_channels_with_the_largest_activations(tiny_finetuned: Path, tmp_path: Path) -> None:
-    import onnx
-    from onnx import numpy_helper
-
-    model, tokenizer, meta = load_classifier(tiny_finetuned / "model")
-    config = model.encoder.config
-    path = export_onnx(model, tmp_path / "model.onnx", vocab_size=config.vocab_size)
-    fuse_transformer(path, num_heads=config.num_attention_heads, hidden_size=config.hidden_size)
-    projection = _after_gelu(onnx.load(str(path)).graph)[0]
-    weights = {i.name: i for i in onnx.load(str(path)).graph.initializer}
-    # Make one input channel of the first down-projection huge: it must be among those moved.
-    graph = onnx.load(str(path)).graph
-    node = next(n for n in graph.node if n.name == projection)
-    gelu = next(n for n in graph.node if node.input[0] in n.output)
-    bias_name = gelu.input[1]
-    bias = numpy_helper.to_array(weights[bias_name]).copy()
-    bias[7] = 50.0
-    model_proto = onnx.load(str(path))
-    for init in model_proto.graph.initializer:
-        if init.name == bias_name:
-            init.CopyFrom(numpy_helper.from_array(bias, bias_name))
-    onnx.save(model_proto, str(path))
-    moved = split_outlier_channels(path, _feeds(tokenizer, TEXTS, int(meta["max_length"])), channels=2)
-    assert 7 in moved[projection]
