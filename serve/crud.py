@@ -550,6 +550,9 @@ class _ClusterPlan:
             if isinstance(c, tuple)
         ]
         members += [{"item_id": item_id, "cluster": resolve(c)} for item_id, c in self.existing_joins.items()]
+        # Rows are locked in id order (here and below), the same in every writer, so two
+        # concurrent batches touching the same rows wait for each other instead of deadlocking.
+        members.sort(key=lambda row: row["item_id"])
         items = Item.__table__
         if members:
             session.execute(
@@ -560,15 +563,6 @@ class _ClusterPlan:
             session.execute(
                 update(items).where(items.c.cluster_id == bindparam("victim")).values(cluster_id=bindparam("root")),
                 [{"victim": victim, "root": resolve(root)} for victim, root in merged.items()],
-            )
-        growth = [{"cid": c, "added": n} for c, n in added.items() if isinstance(c, int) and n]
-        if growth:
-            clusters = Cluster.__table__
-            session.execute(
-                update(clusters)
-                .where(clusters.c.id == bindparam("cid"))
-                .values(size=clusters.c.size + bindparam("added")),
-                growth,
             )
         if merged:
             session.execute(delete(Cluster).where(_one_of(session, Cluster.id, list(merged))))
@@ -581,6 +575,18 @@ class _ClusterPlan:
         ]
         if band_rows:
             _bulk_insert(session, ItemBand, band_rows)
+        # Last: every post of a campaign grows the same cluster row, so its lock is the one
+        # concurrent writers queue for; taking it late holds it for the shortest time.
+        growth = sorted(({"cid": c, "added": n} for c, n in added.items() if isinstance(c, int) and n),
+                        key=lambda row: row["cid"])
+        if growth:
+            clusters = Cluster.__table__
+            session.execute(
+                update(clusters)
+                .where(clusters.c.id == bindparam("cid"))
+                .values(size=clusters.c.size + bindparam("added")),
+                growth,
+            )
         return [resolve(c) for c in self.item_clusters]
 
     def _audit_merges(
