@@ -170,3 +170,38 @@ def _keys(app: FastAPI) -> list:
 
     with app.state.services.db.read() as session:
         return list(session.scalars(select(ApiKey).where(ApiKey.tenant == "alpha")))
+
+
+def test_a_batch_grows_its_clusters_in_id_order(app: FastAPI, client: TestClient, platform: dict) -> None:
+    """Every writer takes the cluster rows it grows in the same (id) order, whatever the order
+    of its posts: two batches re-posting campaigns A and B in opposite orders would otherwise
+    each hold one row and wait for the other (a PostgreSQL deadlock, one request failed)."""
+    from sqlalchemy import event
+
+    a1 = screen(client, platform, "a1", A1)
+    screen(client, platform, "a2", A2)
+    b1 = screen(client, platform, "b1", B1)
+    screen(client, platform, "b2", B2)
+    assert a1["id"] < b1["id"]
+    grown: list[list[int]] = []
+
+    def record(_conn, _cursor, statement, parameters, _context, executemany) -> None:  # noqa: ANN001
+        if statement.lstrip().upper().startswith("UPDATE CLUSTERS SET SIZE"):
+            rows = parameters if executemany else [parameters]
+            grown.append([row["cid"] if isinstance(row, dict) else row[-1] for row in rows])
+
+    engine = app.state.services.db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        response = client.post(
+            "/v1/screen",
+            headers=platform,
+            json={"items": [{"external_id": "b3", "text": B2 + "。"}, {"external_id": "a3", "text": A2 + "。"}]},
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert response.status_code == 200, response.text
+    assert [r["cluster_id"] for r in response.json()["items"]] == [b1["id"], a1["id"]]
+    assert grown == [[a1["id"], b1["id"]]]
+    assert _cluster_rows(app) == {a1["id"]: (3, 3), b1["id"]: (3, 3)}
+
