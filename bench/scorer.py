@@ -5,7 +5,8 @@ Usage::
     .venv/bin/python bench/scorer.py --model-dir runs/<name>/model [--texts datasets/build/test.jsonl]
 
 The fine-tuned model folder is exported afresh into a temporary folder (fp32 and int8
-graphs), then all three backends score the same normalised texts at batch 1 and batch 32,
+graphs, the int8 one with the outlier-neuron split calibrated on ``--calibration`` as
+`jingwang export` does), then all three backends score the same normalised texts at batch 1 and batch 32,
 each with the same number of threads, after a warm-up pass. Batches are formed the same
 way for every backend (texts sorted by length, padded per batch). Prints a Rich table with
 ratios against torch fp32 and writes bench/results/scorer.json.
@@ -86,6 +87,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", type=Path, required=True, help="fine-tuned model/ folder")
     parser.add_argument("--texts", type=Path, default=Path("datasets/build/test.jsonl"))
+    parser.add_argument("--calibration", type=Path, default=Path("datasets/build/train.jsonl"),
+                        help="texts the int8 export calibrates its outlier split on")
     parser.add_argument("--n", type=int, default=512, help="texts for the batch-32 runs")
     parser.add_argument("--n-single", type=int, default=200, help="texts for the batch-1 runs")
     parser.add_argument("--threads", type=int, default=2)
@@ -95,13 +98,13 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from training.export import FP32_FILE, INT8_FILE, export
+    from training.export import FP32_FILE, INT8_FILE, calibration_sample, export
 
     texts = _texts(args.texts, args.n)
     results: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         artifact = Path(tmp)
-        export(args.model_dir, artifact)
+        export(args.model_dir, artifact, calibration=calibration_sample(args.calibration))
         sizes = {"onnx_fp32": (artifact / FP32_FILE).stat().st_size,
                  "onnx_int8": (artifact / INT8_FILE).stat().st_size}
         for batch_size in (1, 32):

@@ -307,16 +307,35 @@ def export(
     int8: Annotated[bool, typer.Option(help="Quantize to int8 and point the artifact at it.")] = True,
     keep_fp32: Annotated[bool, typer.Option(help="Keep model.onnx next to the int8 graph.")] = True,
     lexicon_mode: Annotated[str, typer.Option(help="max or evidence (see models.scorer).")] = "max",
+    calibration: Annotated[
+        Path, typer.Option(help="JSONL texts the int8 outlier split measures activations on.")
+    ] = Path("datasets/build/train.jsonl"),
+    outlier_neurons: Annotated[
+        int | None, typer.Option(min=0, help="Feed-forward neurons per layer kept in fp32 (default 32; "
+                                 "0: no split, whole down-projections stay fp32).")
+    ] = None,
 ) -> None:
     """Export a fine-tuned classifier to ONNX (fp32 + int8) as a self-describing artifact."""
+    from training.export import OUTLIER_NEURONS, calibration_sample
     from training.export import export as run_export
 
+    outlier_neurons = OUTLIER_NEURONS if outlier_neurons is None else outlier_neurons
     if not (model_dir / "classifier.json").is_file():
         fail(f"{model_dir} is not a fine-tuned model folder (no classifier.json)")
     if lexicon_mode not in ("max", "evidence"):
         fail(f"--lexicon-mode must be max or evidence, got {lexicon_mode!r}")
+    texts: list[str] = []
+    if int8 and outlier_neurons:
+        if not calibration.is_file():
+            fail(f"calibration texts {calibration} not found: pass --calibration FILE (JSONL with a "
+                 "text field, e.g. the training split) or --outlier-neurons 0")
+        try:
+            texts = calibration_sample(calibration)
+        except (ValueError, OSError) as exc:
+            fail(f"cannot read calibration texts from {calibration}: {exc}")
     try:
-        info = run_export(model_dir, out, int8=int8, keep_fp32=keep_fp32, lexicon_mode=lexicon_mode)
+        info = run_export(model_dir, out, int8=int8, keep_fp32=keep_fp32, lexicon_mode=lexicon_mode,
+                          calibration=texts, outlier_neurons=outlier_neurons)
     except (ValueError, OSError) as exc:
         fail(str(exc))
     err.print(f"wrote {out} ({info['model_file']})")
@@ -333,6 +352,10 @@ def ensemble(
     lexicon_mode: Annotated[
         str | None, typer.Option(help="max or evidence; default: whichever scores better on --valid.")
     ] = None,
+    weight: Annotated[
+        list[float] | None,
+        typer.Option(help="One per --member, in order, summing to 1; default: chosen on --valid."),
+    ] = None,
 ) -> None:
     """Average trained artifacts' scores, weights and thresholds tuned on the validation split."""
     from training.dataset import load_jsonl
@@ -347,7 +370,8 @@ def ensemble(
     if lexicon_mode not in (None, "max", "evidence"):
         fail(f"--lexicon-mode must be max or evidence, got {lexicon_mode!r}")
     try:
-        info = build_ensemble(members, out, load_jsonl(train), load_jsonl(valid), lexicon_mode=lexicon_mode)
+        info = build_ensemble(members, out, load_jsonl(train), load_jsonl(valid), lexicon_mode=lexicon_mode,
+                              weights=weight or None)
     except ValueError as exc:
         fail(str(exc))
     Console().print_json(data={"members": info["members"], "lexicon_mode": info["lexicon_mode"]})

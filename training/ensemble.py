@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ def build_ensemble(
     valid_rows: list[dict[str, Any]],
     *,
     lexicon_mode: str | None = None,
+    weights: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """Write an ensemble of ``members`` (name → artifact folder) into ``out_dir``.
 
@@ -37,22 +39,18 @@ def build_ensemble(
     mixed with weights tuned for its predecessor.
 
     Every weighting on a 0.1 grid is scored by validation macro-F1 at thresholds tuned for
-    it; the best is kept, then rule weights, lexicon mode (unless ``lexicon_mode`` fixes it)
-    and thresholds are calibrated for the ensemble as a whole (`training.calibrate`).
+    it; the best is kept (``weights``, one per member in order, fixes them instead), then rule
+    weights, lexicon mode (unless ``lexicon_mode`` fixes it) and thresholds are calibrated for
+    the ensemble as a whole (`training.calibrate`).
     """
     if len(members) < 2:
         raise ValueError("an ensemble needs at least two members")
-    texts = [row["text"] for row in valid_rows]
-    truth = np.array(multi_hot([row["labels"] for row in valid_rows]))
-    member_scores = [
-        Screener.load(path, lexicon_mode="evidence").score(texts)[0] for path in members.values()
-    ]
-    best_f1, best_weights = -1.0, ()
-    for weights in _weight_grid(len(members)):
-        scores = sum(w * s for w, s in zip(weights, member_scores, strict=True))
-        f1 = macro_f1(truth, scores, tune_thresholds(truth, scores))
-        if f1 > best_f1 + 1e-9:
-            best_f1, best_weights = f1, weights
+    if weights is not None:
+        if len(weights) != len(members) or min(weights) < 0 or abs(sum(weights) - 1) > 1e-6:
+            raise ValueError(f"weights must be one non-negative number per member summing to 1, got {list(weights)}")
+        best_weights = tuple(weights)
+    else:
+        best_weights = _best_weights(members, valid_rows)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     infos = {name: load_artifact(path).info for name, path in members.items()}
@@ -82,6 +80,22 @@ def build_ensemble(
     }
     write_artifact_info(out_dir, info)
     return calibrate_artifact(out_dir, train_rows, valid_rows, lexicon_mode=lexicon_mode)
+
+
+def _best_weights(members: dict[str, Path], valid_rows: list[dict[str, Any]]) -> tuple[float, ...]:
+    """The weighting on the grid with the best validation macro-F1 at its own thresholds."""
+    texts = [row["text"] for row in valid_rows]
+    truth = np.array(multi_hot([row["labels"] for row in valid_rows]))
+    member_scores = [
+        Screener.load(path, lexicon_mode="evidence").score(texts)[0] for path in members.values()
+    ]
+    best_f1, best_weights = -1.0, ()
+    for weights in _weight_grid(len(members)):
+        scores = sum(w * s for w, s in zip(weights, member_scores, strict=True))
+        f1 = macro_f1(truth, scores, tune_thresholds(truth, scores))
+        if f1 > best_f1 + 1e-9:
+            best_f1, best_weights = f1, weights
+    return best_weights
 
 
 def _weight_grid(n: int) -> list[tuple[float, ...]]:

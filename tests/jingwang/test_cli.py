@@ -101,3 +101,13 @@ def test_train_baseline_writes_a_loadable_artifact(tiny_splits: dict[str, Path],
     assert result.exit_code == 0, result.output
     info = json.loads((out / "artifact.json").read_text(encoding="utf-8"))
     assert info["kind"] == "tfidf" and set(info["thresholds"]) == set(info["labels"])
+
+
+def test_export_without_calibration_texts_says_how_to_go_on(tmp_path: Path) -> None:
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "classifier.json").write_text("{}", encoding="utf-8")
+    missing = tmp_path / "nowhere.jsonl"
+    result = runner.invoke(app, ["export", str(model_dir), str(tmp_path / "out"), "--calibration", str(missing)])
+    assert result.exit_code == 2
+    assert "nowhere.jsonl" in result.stderr and "--outlier-neurons 0" in result.stderr

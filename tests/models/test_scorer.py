@@ -199,3 +199,15 @@ def test_an_ensemble_can_fix_its_lexicon_mode(
     )
     assert info["lexicon_mode"] == mode
     assert Screener.load(tmp_path / "ensemble").lexicon_mode == mode
+
+
+def test_an_ensemble_can_fix_its_weights(tiny_splits: dict[str, Path], tiny_baseline: Path, tmp_path: Path) -> None:
+    from training.dataset import load_jsonl
+    from training.ensemble import build_ensemble
+
+    train, valid = load_jsonl(tiny_splits["train"]), load_jsonl(tiny_splits["valid"])
+    info = build_ensemble({"a": tiny_baseline, "b": tiny_baseline}, tmp_path / "ensemble", train, valid,
+                          weights=[0.7, 0.3])
+    assert [m["weight"] for m in info["members"]] == [0.7, 0.3]
+    with pytest.raises(ValueError, match="summing to 1"):
+        build_ensemble({"a": tiny_baseline, "b": tiny_baseline}, tmp_path / "bad", train, valid, weights=[0.7, 0.7])
