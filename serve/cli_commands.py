@@ -31,8 +31,13 @@ def run_server(settings: Settings, *, log_level: str = "info", workers: int = 1)
     from serve.main import create_app
 
     if workers > 1:
+        from models.onnx_model import THREADS_ENV
         from serve.main import bootstrap_admin
 
+        # Each worker process scores batches on its own onnxruntime pool: split the cores
+        # between them rather than run workers x cores spinning threads (bench/api.py, two
+        # workers on 2 cores: batch throughput 0.60-0.63 of the bare scorer with two threads each).
+        os.environ.setdefault(THREADS_ENV, str(max(1, len(os.sched_getaffinity(0)) // workers)))
         db = _database(settings)
         bootstrap_admin(settings, db)
         db.engine.dispose()

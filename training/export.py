@@ -110,6 +110,8 @@ def split_outlier_neurons(path: Path, feeds: Iterable[dict[str, np.ndarray]], *,
     import onnx
     from onnx import helper, numpy_helper
 
+    if neurons <= 0:
+        return {}
     model = onnx.load(str(path))
     graph = model.graph
     weights = {init.name: init for init in graph.initializer}
@@ -120,7 +122,7 @@ def split_outlier_neurons(path: Path, feeds: Iterable[dict[str, np.ndarray]], *,
             readers.setdefault(name, []).append(node)
     blocks = []  # (up MatMul, BiasGelu, down MatMul)
     for gelu in graph.node:
-        if gelu.op_type != "BiasGelu" or neurons <= 0:
+        if gelu.op_type != "BiasGelu":
             continue
         up, down = producer.get(gelu.input[0]), readers.get(gelu.output[0], [])
         if (up is not None and up.op_type == "MatMul" and up.input[1] in weights and gelu.input[1] in weights
@@ -132,6 +134,8 @@ def split_outlier_neurons(path: Path, feeds: Iterable[dict[str, np.ndarray]], *,
     moved: dict[str, list[int]] = {}
     extra: dict[str, list[Any]] = {}  # nodes to insert after the named node
     for (up, gelu, down), peak in zip(blocks, peaks, strict=True):
+        if neurons >= peak.size:
+            raise ValueError(f"cannot move {neurons} of a feed-forward block's {peak.size} neurons to fp32")
         w_up, bias, w_down = (numpy_helper.to_array(weights[n]) for n in (up.input[1], gelu.input[1], down.input[1]))
         outliers = np.sort(np.argsort(-peak)[:neurons])
         rest = np.setdiff1d(np.arange(peak.size), outliers)
@@ -192,7 +196,7 @@ def calibration_sample(path: Path, size: int = CALIBRATION_TEXTS) -> list[str]:
 
 
 def graph_inputs(tokenizer: Any, texts: Sequence[str], max_length: int,
-           batch_size: int = 32) -> Iterator[dict[str, np.ndarray]]:
+                 batch_size: int = 32) -> Iterator[dict[str, np.ndarray]]:
     """Graph inputs for `texts`, normalised as the scorer does, in padded batches."""
     from models.normalize import normalize
 

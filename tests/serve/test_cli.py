@@ -44,3 +44,21 @@ def test_serve_refuses_the_default_secret_in_production(monkeypatch) -> None:
     result = runner.invoke(app, ["serve"])
     assert result.exit_code == 2
     assert "JINGWANG_SECRET_KEY is the default" in result.output
+
+
+def test_worker_processes_split_the_cores_between_their_scorers(tmp_path, monkeypatch) -> None:
+    import os
+
+    import uvicorn
+
+    from models.onnx_model import THREADS_ENV
+    from serve.cli_commands import run_server
+    from serve.config import Settings
+
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k != THREADS_ENV})
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
+    served: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: served.update(kwargs))
+    run_server(Settings(_env_file=None, database_url=f"sqlite:///{tmp_path / 'w.db'}"), workers=2)
+    assert served["workers"] == 2
+    assert os.environ[THREADS_ENV] == "2"  # 4 cores / 2 workers
