@@ -125,6 +125,9 @@ def test_a_split_int8_graph_quantizes_the_down_projections_and_keeps_parity(
     layers = load_classifier(tiny_finetuned / "model")[0].encoder.config.num_hidden_layers
     info = json.loads((split_artifact / "artifact.json").read_text(encoding="utf-8"))
     assert info["int8_outlier_split"] == {"blocks": layers, "neurons": 4, "calibration_texts": len(TEXTS)}
+    recorded = info["metrics"]["parity_on_calibration_texts"]
+    assert recorded["fp32_max_abs_diff"] < 1e-4 and recorded["fp32_decision_agreement"] == 1.0
+    assert 0.0 <= recorded["int8_decision_agreement"] <= 1.0 and recorded["int8_mean_abs_diff"] < 0.1
     fp32_matmuls = [node.name for node in onnx.load(str(split_artifact / INT8_FILE)).graph.node
                     if node.op_type == "MatMul"]
     # Only the two small MatMuls of each outlier branch stay fp32.
