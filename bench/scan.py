@@ -9,7 +9,9 @@ Texts are the hand-written posts of the test split (`datasets/build/test.jsonl`,
   command does per batch, without file I/O), in texts/s, after a warm-up: the median of
   ``--rounds`` passes, the models taking turns (this shared VM's speed drifts by a third
   within an hour, and a model measured alone would carry the drift into its ratio);
-- single-text latency: ``screen([text])`` one at a time over 300 texts, p50 and p95.
+- single-text latency: ``screen([text])`` one at a time over 300 texts, p50 and p95;
+- ``default`` on ``--workers`` processes (`models.pool.ScreenerPool`, what
+  ``jingwang scan --workers N`` runs), taking its turn with the others.
 Ratios are against the lexicon-only scorer measured in the same run. Writes
 bench/results/scan.json. Targets (issue 3): the default model >= 500 texts/s, p50 <= 15 ms.
 """
@@ -23,6 +25,9 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from models.pool import ScreenerPool  # noqa: E402
 from models.scorer import Screener  # noqa: E402
 from training.dataset import load_jsonl  # noqa: E402
 
@@ -59,24 +65,44 @@ def latency(screener: Screener, texts: list[str]) -> dict[str, float]:
     }
 
 
-def measure(texts: list[str], rounds: int) -> dict[str, dict]:
+def pool_throughput(pool: ScreenerPool, texts: list[str], batch_size: int = 256) -> float:
+    """Texts per second over `texts` on worker processes (`jingwang scan --workers`)."""
+    started = time.perf_counter()
+    chunks = (texts[offset : offset + batch_size] for offset in range(0, len(texts), batch_size))
+    for _ in pool.map(chunks, list):
+        pass
+    return len(texts) / (time.perf_counter() - started)
+
+
+def measure(texts: list[str], rounds: int, workers: int) -> dict[str, dict]:
     """Every model's throughput in `rounds` alternating passes (so that a change in the shared
-    machine's speed lands on all of them, not on one), then its single-text latency."""
+    machine's speed lands on all of them, not on one), then its single-text latency; with
+    `workers` > 1 also `default` on that many processes."""
     screeners = {model: Screener.load(model) for model in MODELS}
     for screener in screeners.values():
         screener.screen(texts[:256])  # warm-up: tables, sessions, jieba
-    passes: dict[str, list[float]] = {model: [] for model in MODELS}
-    for _ in range(rounds):
-        for model, screener in screeners.items():
-            passes[model].append(throughput(screener, texts))
-    return {
-        model: {
-            "texts_per_s": round(statistics.median(passes[model]), 1),
-            "texts_per_s_passes": [round(x, 1) for x in passes[model]],
-            **latency(screener, texts[:300]),
-        }
-        for model, screener in screeners.items()
+    runs: dict[str, Callable[[], float]] = {
+        model: partial(throughput, screener, texts) for model, screener in screeners.items()
     }
+    with ExitStack() as stack:
+        if workers > 1:
+            pool = stack.enter_context(ScreenerPool("default", workers))
+            pool_throughput(pool, texts[: 256 * workers])  # warm-up: starts and loads the workers
+            runs[f"default x{workers} proc"] = partial(pool_throughput, pool, texts)
+        passes: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(rounds):
+            for name, run in runs.items():
+                passes[name].append(run())
+    results: dict[str, dict] = {
+        name: {
+            "texts_per_s": round(statistics.median(values), 1),
+            "texts_per_s_passes": [round(x, 1) for x in values],
+        }
+        for name, values in passes.items()
+    }
+    for model, screener in screeners.items():
+        results[model].update(latency(screener, texts[:300]))
+    return results
 
 
 def main() -> None:
@@ -86,13 +112,14 @@ def main() -> None:
     parser.add_argument("--texts", type=Path, default=ROOT / "datasets" / "build" / "test.jsonl")
     parser.add_argument("--all-sources", action="store_true", help="include corpus passages")
     parser.add_argument("--rounds", type=int, default=3, help="alternating passes per model (median reported)")
+    parser.add_argument("--workers", type=int, default=2, help="also run default on this many processes (1: no)")
     args = parser.parse_args()
     os.environ.setdefault("JINGWANG_THREADS", str(args.threads))
     rows = [
         row["text"] for row in load_jsonl(args.texts) if args.all_sources or row.get("source") == "seed"
     ]
     texts = [rows[i % len(rows)] for i in range(args.n)]
-    results = measure(texts, args.rounds)
+    results = measure(texts, args.rounds, args.workers)
     base = results["lexicon"]["texts_per_s"]
     for result in results.values():
         result["ratio_vs_lexicon"] = round(result["texts_per_s"] / base, 3)
@@ -103,7 +130,7 @@ def main() -> None:
     for model, r in results.items():
         spread = " / ".join(f"{x:.0f}" for x in r["texts_per_s_passes"])
         table.add_row(model, f"{r['texts_per_s']:.0f}", spread, f"{r['ratio_vs_lexicon']:.3f}",
-                      f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}")
+                      f"{r['p50_ms']:.1f}" if "p50_ms" in r else "-", f"{r['p95_ms']:.1f}" if "p95_ms" in r else "-")
     Console().print(table)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(

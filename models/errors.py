@@ -2,9 +2,10 @@
 
     JingwangError            base class; never raised itself
     ├── ArtifactError        a model folder is missing, incomplete or inconsistent
-    └── InputError           an input file or record is malformed (carries file and line)
+    ├── InputError           an input file or record is malformed (carries file and line)
+    └── WorkerError          a screening worker process could not load its model
 
-Both also derive from ValueError, so plain callers can catch that. The CLI and the API turn
+The first two also derive from ValueError, so plain callers can catch that. The CLI and the API turn
 them into exit code 2 / HTTP 4xx at their edge; library code never prints.
 """
 
@@ -33,3 +34,7 @@ class InputError(JingwangError, ValueError):
         self.line = line
         where = ":".join(str(part) for part in (source, line) if part is not None)
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class WorkerError(JingwangError):
+    """A worker process of `models.pool.ScreenerPool` could not load its model."""

@@ -446,9 +446,11 @@ def _context_span(
     for pos, c_end in found.within(context, lo, hi):
         if (start <= pos and c_end <= end) or (allowed and _inside(pos, c_end, allowed)):
             continue
-        distance = max(pos - end, start - c_end, 0)
-        if best is None or distance < best[0]:
-            best = (distance, pos, c_end)
+        candidate = (max(pos - end, start - c_end, 0), pos, c_end)
+        # Ties go to the earlier occurrence: the words arrive in set order, which changes
+        # with each process's string hashing, and evidence must not.
+        if best is None or candidate < best:
+            best = candidate
     if best is None:
         return None
     return min(start, best[1]), max(end, best[2])

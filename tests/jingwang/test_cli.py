@@ -111,3 +111,25 @@ def test_export_without_calibration_texts_says_how_to_go_on(tmp_path: Path) -> N
     result = runner.invoke(app, ["export", str(model_dir), str(tmp_path / "out"), "--calibration", str(missing)])
     assert result.exit_code == 2
     assert "nowhere.jsonl" in result.stderr and "--outlier-neurons 0" in result.stderr
+
+
+def test_scan_on_two_worker_processes_writes_the_same_lines_in_order(tmp_path: Path) -> None:
+    lines = [json.dumps({"id": f"p{i}", "text": text}, ensure_ascii=False)
+             for i, text in enumerate(["高价收肾，O型优先，配型快", "今天天气很好", "代孕包成功，全国可做"] * 7)]
+    lines.insert(5, "{not json")
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    first = scan(str(source), "-o", str(one), "--model", "lexicon", "--batch-size", "4")
+    second = scan(str(source), "-o", str(two), "--model", "lexicon", "--batch-size", "4", "--workers", "2")
+    assert first.exit_code == second.exit_code == 2  # the malformed line, reported by both
+    assert "in.jsonl:6: invalid JSON" in second.stderr
+    assert two.read_text(encoding="utf-8") == one.read_text(encoding="utf-8")
+    assert len(two.read_text(encoding="utf-8").splitlines()) == 21
+
+
+def test_scan_with_workers_refuses_a_missing_model_before_starting_them(tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("你好\n", encoding="utf-8")
+    result = scan(str(source), "--model", str(tmp_path / "no-model"), "--workers", "2")
+    assert result.exit_code == 2 and "artifact.json" in result.stderr

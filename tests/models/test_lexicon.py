@@ -258,3 +258,30 @@ def test_unless_words_reach_beyond_the_context_window(lex: Lexicon) -> None:
     # the news wording opens the sentence, more than the rule's window before the term
     text = "法院审理查明，被告人在多个群里长期发布广告称代孕包成功"
     assert _max_weight(lex.scan(text), Label.SURROGACY) < 0.5
+
+
+def test_evidence_spans_do_not_depend_on_the_process_string_hashing() -> None:
+    """Context words come out of set operations, whose order changes with PYTHONHASHSEED:
+    two context words at the same distance from a term must still give one answer."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    texts = [
+        "男婴价格表 女婴价格表 新生儿转让 宝宝出售 买个孩子多少钱 蓝宝价格 粉宝价格 求子家庭 婴儿现货",
+        "宝宝送养🌻 男孩 半岁 爸爸妈妈离婚 需要营养费 私聊 不走手续",
+    ]
+    code = (
+        "import json, sys\nfrom models.lexicon import Lexicon\nlexicon = Lexicon.load()\n"
+        "print(json.dumps([[(h.rule_id, h.start, h.end) for h in lexicon.scan(t)] for t in json.loads(sys.argv[1])]))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code, json.dumps(texts)], cwd=root, capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout
+        for seed in range(6)
+    }
+    assert len(outputs) == 1
