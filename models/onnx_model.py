@@ -42,6 +42,11 @@ SPIN_ENV = "JINGWANG_ORT_SPIN"
 # two-thread pool, 32-54 ms with single-threaded small calls), while batches keep every core.
 SMALL_THREADS_ENV = "JINGWANG_ORT_SMALL_CALL_THREADS"
 SMALL_CALL_TEXTS = 4
+# onnxruntime graph rewrites left out: SkipLayerNormFusion would merge each residual Add +
+# LayerNormalization back into SkipLayerNormalization, whose CPU kernel sums every row one
+# float at a time (a quarter of the int8 graph's time at batch 32; without it the int8
+# classifier scored 675 texts/s instead of 559, bench/scorer.py's texts, same run).
+DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 
 class OnnxClassifier:
@@ -163,6 +168,7 @@ def _open_session(ort: Any, directory: Path, model_file: str, threads: int) -> A
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
-        return ort.InferenceSession(str(directory / model_file), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(directory / model_file), options, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=list(DISABLED_OPTIMIZERS))
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         raise ArtifactError(f"cannot open {model_file}: {exc}", path=directory) from None

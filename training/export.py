@@ -7,8 +7,8 @@
 2. `torch.onnx.export` with the TorchScript exporter (``dynamo=False``, opset 17, dynamic
    batch and sequence axes): inputs ``input_ids``/``attention_mask``, output ``logits``;
 3. onnxruntime's transformer optimizer fuses the BERT subgraphs (embeddings + layer norm,
-   multi-head attention, bias + GELU, skip + layer norm) into single kernels; a family it
-   cannot fuse keeps the plain graph;
+   multi-head attention, bias + GELU) into single kernels; a family it cannot fuse keeps
+   the plain graph;
 4. given calibration texts, `split_outlier_neurons` moves the few feed-forward neurons
    whose GELU output carries outlier values into a small fp32 branch, so that the rest of
    each down-projection can be quantized too;
@@ -80,10 +80,17 @@ def fuse_transformer(path: Path, *, num_heads: int, hidden_size: int) -> dict[st
     Fusing before quantizing matters: the fused Attention and EmbedLayerNormalization nodes
     have int8 kernels of their own, so the whole encoder runs in int8, about twice as fast
     at batch 1 as quantized MatMuls between fp32 attention arithmetic."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
+    options = FusionOptions("bert")
+    # Residual add + LayerNormalization stay two nodes: onnxruntime's CPU kernel for the
+    # fused SkipLayerNormalization sums each row one float at a time and took a quarter of
+    # the int8 graph's time at batch 32; Add + the standard LayerNormalization kernel do the
+    # same arithmetic about four times faster (bench/scorer.py).
+    options.enable_skip_layer_norm = options.enable_bias_skip_layer_norm = False
     optimized = optimize_model(str(path), model_type="bert", num_heads=num_heads,
-                               hidden_size=hidden_size, opt_level=1)
+                               hidden_size=hidden_size, opt_level=1, optimization_options=options)
     counts = {op: n for op, n in optimized.get_fused_operator_statistics().items() if n}
     if not counts.get("Attention"):
         return {}

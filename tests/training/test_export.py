@@ -72,6 +72,27 @@ def test_export_fuses_every_attention_block_before_quantizing(tiny_finetuned: Pa
     assert "Softmax" not in ops
     # Only the feed-forward down-projections (reading a GELU output) stay in fp32.
     assert ops.count("MatMul") == layers
+    # Residual adds stay apart from their layer norms (see models.onnx_model.DISABLED_OPTIMIZERS).
+    assert "SkipLayerNormalization" not in ops
+    assert ops.count("LayerNormalization") == 2 * layers
+
+
+@pytest.mark.parametrize("disabled", [True, False])
+def test_sessions_keep_residual_adds_apart_from_layer_norms(tiny_artifact: Path, tmp_path: Path,
+                                                            disabled: bool) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    from models.onnx_model import DISABLED_OPTIMIZERS
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(tiny_artifact / INT8_FILE), options, providers=["CPUExecutionProvider"],
+                         disabled_optimizers=list(DISABLED_OPTIMIZERS) if disabled else [])
+    ops = {node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node}
+    # Without the setting onnxruntime fuses them back into its slow SkipLayerNormalization.
+    assert ("SkipLayerNormalization" in ops) is not disabled
 
 
 
