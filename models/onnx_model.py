@@ -43,8 +43,8 @@ SPIN_ENV = "JINGWANG_ORT_SPIN"
 SMALL_THREADS_ENV = "JINGWANG_ORT_SMALL_CALL_THREADS"
 SMALL_CALL_TEXTS = 4
 # onnxruntime graph rewrites left out: SkipLayerNormFusion would merge each residual Add +
-# LayerNormalization back into SkipLayerNormalization, whose CPU kernel sums every row one
-# float at a time (a quarter of the int8 graph's time at batch 32; without it the int8
+# LayerNormalization back into SkipLayerNormalization, whose CPU kernel sums each row in a
+# scalar loop (a quarter of the int8 graph's time at batch 32; without it the int8
 # classifier scored 675 texts/s instead of 559, bench/scorer.py's texts, same run).
 DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
