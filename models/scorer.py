@@ -30,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from models.artifact import Artifact, Thresholds, load_artifact
-from models.labels import LABELS
+from models.labels import LABELS, Label
 from models.lexicon import Hit, Lexicon
 from models.normalize import normalize
 
@@ -140,7 +140,11 @@ class Screener:
                     column = LABELS.index(hit.label)
                     weight = self.rule_weights.get(hit.rule_id, hit.weight)
                     scores[i, column] = max(scores[i, column], weight)
-            evidence.append([_evidence(text, hit) for hit in hits])
+            # One piece of evidence per span: two rules hitting the same words are one finding.
+            spans: dict[tuple[Label, int, int], Hit] = {}
+            for hit in hits:
+                spans.setdefault((hit.label, hit.start, hit.end), hit)
+            evidence.append([_evidence(text, hit) for hit in spans.values()])
         return np.clip(scores, 0.0, 1.0), evidence
 
     def _decide(self, row: np.ndarray, evidence: list[Evidence]) -> Screening:

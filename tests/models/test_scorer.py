@@ -12,6 +12,7 @@ import pytest
 from models.artifact import Artifact, Thresholds, load_artifact
 from models.errors import ArtifactError
 from models.labels import LABELS
+from models.lexicon import Lexicon
 from models.scorer import Screener
 
 
@@ -93,6 +94,15 @@ def test_to_dict_has_the_scan_output_shape() -> None:
     assert set(out["scores"]) == {label.value for label in LABELS}
     assert all(set(e) == {"label", "start", "end", "text", "source"} for e in out["evidence"])
     json.dumps(out, ensure_ascii=False)
+
+
+def test_a_span_two_rules_hit_is_one_piece_of_evidence() -> None:
+    text = "天天加班，工资三千五，我真的要去卖肾了"
+    hits = Lexicon.load().scan(text)
+    spans = [(h.label.value, h.start, h.end) for h in hits]
+    assert len(spans) > len(set(spans))  # two organ-trade rules both hit 卖肾
+    (result,) = Screener.load("lexicon").screen([text])
+    assert sorted((e.label, e.start, e.end) for e in result.evidence) == sorted(set(spans))
 
 
 def test_tenant_lexicon_applies_per_call() -> None:
