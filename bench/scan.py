@@ -1,6 +1,6 @@
 """End-to-end screening speed of the shipped scorers, against the lexicon-only scorer.
 
-    .venv/bin/python bench/scan.py [--n 5000] [--threads 2] [--rounds 3]
+    .venv/bin/python bench/scan.py [--n 5000] [--threads 2] [--rounds 3] [--model NAME=ARTIFACT_DIR ...]
 
 Texts are the hand-written posts of the test split (`datasets/build/test.jsonl`,
 ``source == "seed"``: median 38 characters, like the dev set's 36), cycled to ``--n``;
@@ -12,8 +12,9 @@ Texts are the hand-written posts of the test split (`datasets/build/test.jsonl`,
 - single-text latency: ``screen([text])`` one at a time over 300 texts, p50 and p95;
 - ``default`` on ``--workers`` processes (`models.pool.ScreenerPool`, what
   ``jingwang scan --workers N`` runs), taking its turn with the others.
+``--model`` adds other artifact folders (e.g. the ablation's models) to the same turns.
 Ratios are against the lexicon-only scorer measured in the same run. Writes
-bench/results/scan.json. Targets (issue 3): the default model >= 500 texts/s, p50 <= 15 ms.
+bench/results/scan.json (or ``--out``). Targets (issue 3): the default model >= 500 texts/s, p50 <= 15 ms.
 """
 
 from __future__ import annotations
@@ -74,11 +75,12 @@ def pool_throughput(pool: ScreenerPool, texts: list[str], batch_size: int = 256)
     return len(texts) / (time.perf_counter() - started)
 
 
-def measure(texts: list[str], rounds: int, workers: int) -> dict[str, dict]:
+def measure(texts: list[str], rounds: int, workers: int,
+            extra: dict[str, str] | None = None) -> dict[str, dict]:
     """Every model's throughput in `rounds` alternating passes (so that a change in the shared
     machine's speed lands on all of them, not on one), then its single-text latency; with
-    `workers` > 1 also `default` on that many processes."""
-    screeners = {model: Screener.load(model) for model in MODELS}
+    `workers` > 1 also `default` on that many processes. `extra` adds artifact folders by name."""
+    screeners = {name: Screener.load(model) for name, model in {**{m: m for m in MODELS}, **(extra or {})}.items()}
     for screener in screeners.values():
         screener.screen(texts[:256])  # warm-up: tables, sessions, jieba
     runs: dict[str, Callable[[], float]] = {
@@ -113,13 +115,19 @@ def main() -> None:
     parser.add_argument("--all-sources", action="store_true", help="include corpus passages")
     parser.add_argument("--rounds", type=int, default=3, help="alternating passes per model (median reported)")
     parser.add_argument("--workers", type=int, default=2, help="also run default on this many processes (1: no)")
+    parser.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
+                        help="another artifact folder to measure (repeatable)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if any("=" not in spec for spec in args.model):
+        parser.error("--model takes NAME=ARTIFACT_DIR")
+    extra = dict(spec.split("=", 1) for spec in args.model)
     os.environ.setdefault("JINGWANG_THREADS", str(args.threads))
     rows = [
         row["text"] for row in load_jsonl(args.texts) if args.all_sources or row.get("source") == "seed"
     ]
     texts = [rows[i % len(rows)] for i in range(args.n)]
-    results = measure(texts, args.rounds, args.workers)
+    results = measure(texts, args.rounds, args.workers, extra)
     base = results["lexicon"]["texts_per_s"]
     for result in results.values():
         result["ratio_vs_lexicon"] = round(result["texts_per_s"] / base, 3)
@@ -132,8 +140,8 @@ def main() -> None:
         table.add_row(model, f"{r['texts_per_s']:.0f}", spread, f"{r['ratio_vs_lexicon']:.3f}",
                       f"{r['p50_ms']:.1f}" if "p50_ms" in r else "-", f"{r['p95_ms']:.1f}" if "p95_ms" in r else "-")
     Console().print(table)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
         json.dumps(
             {
                 "texts": args.n,
