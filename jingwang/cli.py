@@ -357,7 +357,7 @@ def export(
         Path, typer.Option(help="JSONL texts the int8 outlier split measures activations on.")
     ] = Path("datasets/build/train.jsonl"),
     outlier_neurons: Annotated[
-        int | None, typer.Option(min=0, help="Feed-forward neurons per layer kept in fp32 (default 32; "
+        int | None, typer.Option(min=0, help="Feed-forward neurons per layer kept in fp32 (default 128; "
                                  "0: no split, whole down-projections stay fp32).")
     ] = None,
 ) -> None:
